@@ -1,0 +1,66 @@
+"""The benchmark matrix: every case the suite measures, with a readable id.
+
+A case id names everything that changes a result (codec, its setting, later the pruning and
+quantization applied), e.g. ``jpeg-q75`` or ``mbt2018-mean-q3/prune=enc0.3,dec0,ent0:l1/quant=int8``.
+Baselines, pytest ids, benchmark names and report rows all use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from imgcomp.baselines import Tolerance
+from imgcomp.codecs.base import Codec
+from imgcomp.registry import create_codec
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the matrix: how to build the codec, how strictly to gate it, how to select it."""
+
+    id: str
+    family: str
+    factory: Callable[[str], Codec] = field(compare=False)
+    tolerance: Tolerance = Tolerance()
+    quick: bool = False
+    slow: bool = False
+
+    def build(self, device: str = "cpu") -> Codec:
+        return self.factory(device)
+
+
+def _classic(name: str, quick: bool = False, **params) -> Case:
+    (key, value), = params.items()
+    tag = f"q{value}" if key == "quality" else f"bpp{value:.2f}"
+    return Case(
+        id=f"{name}-{tag}",
+        family=name,
+        factory=lambda device: create_codec(name, **params),
+        quick=quick,
+    )
+
+
+def classic_cases() -> list[Case]:
+    """Pillow codecs at fixed quality and at the study's target rates (0.30 and 0.375 bpp)."""
+    return [
+        _classic("jpeg", quality=75, quick=True),
+        _classic("jpeg", quality=10),
+        _classic("jpeg", bpp=0.30, quick=True),
+        _classic("webp", quality=75),
+        _classic("webp", bpp=0.30),
+        _classic("jpeg2000", bpp=0.30),
+        _classic("avif", quality=60),
+        _classic("avif", bpp=0.30),
+        _classic("jpeg", bpp=0.375),
+    ]
+
+
+def all_cases() -> list[Case]:
+    """Every case of the matrix, in report order."""
+    cases = classic_cases()
+    ids = [c.id for c in cases]
+    duplicates = {i for i in ids if ids.count(i) > 1}
+    if duplicates:
+        raise RuntimeError(f"duplicate case ids: {sorted(duplicates)}")
+    return cases

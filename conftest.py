@@ -1,0 +1,78 @@
+"""Command-line options shared by the benchmark suite (bench/) and the unit tests (tests/).
+
+GPU pinning happens here, in ``pytest_configure``, before any test module initialises CUDA:
+with ``--device cuda`` each pytest-xdist worker gets its own GPU by worker index.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("imgcomp", "imgcomp benchmark suite")
+    group.addoption(
+        "--dataset",
+        default=os.environ.get("IMGCOMP_DATASET", "kodak"),
+        help="images to run on: kodak (default; fetched and sha256-checked on first use), "
+        "sample (offline, bundled with scikit-image) or folder:PATH",
+    )
+    group.addoption(
+        "--images", type=int, default=None, metavar="N", help="use only the first N images"
+    )
+    group.addoption(
+        "--update-baselines",
+        action="store_true",
+        help="write missing baselines and refresh changed ones (prints every change)",
+    )
+    group.addoption(
+        "--accept-lower-baselines",
+        action="store_true",
+        help="with --update-baselines: also write values worse than the stored baseline",
+    )
+    group.addoption(
+        "--baselines",
+        default=None,
+        metavar="DIR",
+        help="baseline directory (default: fixtures/baselines in the repository)",
+    )
+    group.addoption(
+        "--device",
+        default="cpu",
+        help="cpu, cuda or cuda:N; with cuda and pytest-xdist each worker is pinned to one GPU",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    device = config.getoption("--device", default="cpu")
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and device == "cuda":
+        _pin_worker_gpu(int(worker.removeprefix("gw")))
+
+
+def _pin_worker_gpu(index: int) -> None:
+    """Restrict this worker to one GPU (of CUDA_VISIBLE_DEVICES, or of all GPUs) before CUDA starts."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible:
+        ids = [d for d in visible.split(",") if d.strip()]
+    else:
+        count = int(os.environ.get("IMGCOMP_NUM_GPUS", "0")) or _count_gpus()
+        ids = [str(i) for i in range(max(count, 1))]
+    os.environ["CUDA_VISIBLE_DEVICES"] = ids[index % len(ids)]
+
+
+def _count_gpus() -> int:
+    """Number of NVIDIA GPUs, asked of nvidia-smi so that CUDA is not initialised here."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return 1
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 1
+    return max(1, sum(line.startswith("GPU ") for line in out.splitlines()))

@@ -1,0 +1,6 @@
+"""Codec implementations; importing this package registers the built-in codecs."""
+
+from imgcomp.codecs import classic  # noqa: F401  (registers jpeg, webp, jpeg2000, avif)
+from imgcomp.codecs.base import Codec, ContainerCodec
+
+__all__ = ["Codec", "ContainerCodec"]
