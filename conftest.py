@@ -53,7 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _pin_worker_gpu(index: int) -> None:
-    """Restrict this worker to one GPU (of CUDA_VISIBLE_DEVICES, or of all GPUs) before CUDA starts."""
+    """Restrict this worker to one GPU (of CUDA_VISIBLE_DEVICES, or all) before CUDA starts."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible:
         ids = [d for d in visible.split(",") if d.strip()]

@@ -1,7 +1,8 @@
 """The benchmark matrix: every case the suite measures, with a readable id.
 
 A case id names everything that changes a result (codec, its setting, later the pruning and
-quantization applied), e.g. ``jpeg-q75`` or ``mbt2018-mean-q3/prune=enc0.3,dec0,ent0:l1/quant=int8``.
+quantization applied), e.g. ``jpeg-q75`` or
+``mbt2018-mean-q3/prune=enc0.3,dec0,ent0:l1/quant=int8``.
 Baselines, pytest ids, benchmark names and report rows all use it.
 """
 
@@ -22,7 +23,7 @@ class Case:
     id: str
     family: str
     factory: Callable[[str], Codec] = field(compare=False)
-    tolerance: Tolerance = Tolerance()
+    tolerance: Tolerance = field(default_factory=Tolerance)
     quick: bool = False
     slow: bool = False
 
@@ -31,8 +32,8 @@ class Case:
 
 
 def _classic(name: str, quick: bool = False, **params) -> Case:
-    (key, value), = params.items()
-    tag = f"q{value}" if key == "quality" else f"bpp{value:.2f}"
+    ((key, value),) = params.items()
+    tag = f"q{value}" if key == "quality" else f"bpp{value:g}"
     return Case(
         id=f"{name}-{tag}",
         family=name,

@@ -1,4 +1,4 @@
-"""imgcomp: measure what pruning and quantization do to learned image codecs, through real bitstreams."""
+"""imgcomp: what pruning and quantization do to learned image codecs, through real bitstreams."""
 
 from imgcomp.errors import (
     BitstreamError,

@@ -1,4 +1,4 @@
-"""The imgcomp stream container: a small, self-describing, checksummed wrapper around codec payloads.
+"""The imgcomp stream container: a small, self-describing, checksummed wrapper of payloads.
 
 Layout (all multi-byte integers are unsigned LEB128 varints of at most 5 bytes)::
 
@@ -158,9 +158,7 @@ def _parse_params(raw: bytes) -> dict[str, ParamValue]:
         params = json.loads(raw.decode("utf-8")) if raw else {}
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise BitstreamError("codec parameter block is not valid JSON") from exc
-    if not isinstance(params, dict) or any(
-        isinstance(v, dict | list) for v in params.values()
-    ):
+    if not isinstance(params, dict) or any(isinstance(v, dict | list) for v in params.values()):
         raise BitstreamError("codec parameter block must be a flat JSON object")
     return params
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from imgcomp.bitstream import read_header
-from imgcomp.codecs.base import Codec
 from imgcomp.errors import ImgcompError, UnknownCodecError
 
-F = TypeVar("F", bound=Callable[..., Codec])
+if TYPE_CHECKING:  # imgcomp.codecs imports this module to register its codecs
+    from imgcomp.codecs.base import Codec
+
+F = TypeVar("F", bound=Callable[..., "Codec"])
 
 _FACTORIES: dict[str, Callable[..., Codec]] = {}
 _ALIASES: dict[str, str] = {}

@@ -46,7 +46,7 @@ class ContainerCodec(ABC):
 
     @property
     def params(self) -> dict[str, ParamValue]:
-        """Creation parameters (what ``create_codec(name, **params)`` needs to rebuild this codec)."""
+        """Creation parameters: what ``create_codec(name, **params)`` needs to rebuild the codec."""
         return dict(self._params)
 
     @property
@@ -61,7 +61,7 @@ class ContainerCodec(ABC):
 
     @property
     def fingerprint(self) -> bytes:
-        """8-byte digest of name, params and model material; stored in and checked against streams."""
+        """8-byte digest of name, params and model material; written into and checked on streams."""
         h = hashlib.blake2b(digest_size=FINGERPRINT_SIZE)
         h.update(self.name.encode())
         h.update(repr(sorted(self._params.items())).encode())

@@ -67,7 +67,7 @@ class PillowCodec(ContainerCodec):
         return self.bpp * image.width * image.height / 8 - overhead
 
     def search_rate(self, image: Image.Image) -> bytes:
-        """Highest quality whose payload fits the bpp target (bisection; size grows with quality)."""
+        """Highest quality whose payload fits the target (bisection: size grows with quality)."""
         budget = self.payload_budget(image)
         lo, hi = self.quality_range
         best = self.compress(image, lo)
@@ -160,9 +160,7 @@ class Jpeg2000Codec(PillowCodec):
 
     def compress_ratio(self, image: Image.Image, ratio: float) -> bytes:
         buf = io.BytesIO()
-        image.save(
-            buf, "JPEG2000", quality_mode="rates", quality_layers=[ratio], irreversible=True
-        )
+        image.save(buf, "JPEG2000", quality_mode="rates", quality_layers=[ratio], irreversible=True)
         return buf.getvalue()
 
     def search_rate(self, image: Image.Image) -> bytes:

@@ -1,0 +1,159 @@
+"""The ``imgcomp`` command: encode, decode, evaluate and list codecs.
+
+imgcomp encode IN.png OUT.imgc --codec jpeg --quality 10
+imgcomp decode OUT.imgc BACK.png            # the codec comes from the stream header
+imgcomp eval --codec webp --bpp 0.3 --dataset kodak --json results.json
+imgcomp list
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from imgcomp.errors import ImgcompError
+
+
+def _param(text: str) -> tuple[str, object]:
+    """Parse ``key=value``; the value is read as JSON when it parses (numbers, true/false)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def _add_codec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--codec", required=True, help="registered codec name (see `imgcomp list`)")
+    p.add_argument("--quality", type=int, help="quality setting (codec-specific scale)")
+    p.add_argument("--bpp", type=float, help="target bits per pixel (classic codecs)")
+    p.add_argument(
+        "-p",
+        "--param",
+        type=_param,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other codec parameter, repeatable",
+    )
+    p.add_argument("--device", default="cpu", help="device for learned codecs (cpu, cuda)")
+
+
+def _codec_from_args(args: argparse.Namespace):
+    from imgcomp.registry import create_codec
+
+    params = dict(args.param)
+    if args.quality is not None:
+        params["quality"] = args.quality
+    if args.bpp is not None:
+        params["bpp"] = args.bpp
+    if args.device != "cpu":
+        params["device"] = args.device
+    return create_codec(args.codec, **params)
+
+
+def _cmd_encode(args: argparse.Namespace) -> int:
+    from imgcomp.images import load_image
+
+    codec = _codec_from_args(args)
+    img = load_image(args.input)
+    data = codec.encode(img)
+    Path(args.output).write_bytes(data)
+    h, w = img.shape[:2]
+    print(f"{args.input} -> {args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp")
+    return 0
+
+
+def _cmd_decode(args: argparse.Namespace) -> int:
+    from imgcomp.images import save_png
+    from imgcomp.registry import decode_stream
+
+    try:
+        data = Path(args.input).read_bytes()
+    except OSError as exc:
+        raise ImgcompError(f"cannot read {args.input}: {exc.strerror or exc}") from exc
+    img = decode_stream(data)
+    save_png(img, args.output)
+    print(f"{args.input} -> {args.output}: {img.shape[1]}x{img.shape[0]}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from imgcomp.data import load_dataset
+    from imgcomp.evaluate import evaluate, format_table, summarize
+
+    codec = _codec_from_args(args)
+    dataset = load_dataset(args.dataset)
+    if args.images is not None:
+        dataset = dataset.subset(args.images)
+    results = evaluate(
+        codec, ((item.name, item.load()) for item in dataset), progress=not args.quiet
+    )
+    print(format_table(results, title=f"{codec!r} on {args.dataset}"))
+    if args.json:
+        payload = {
+            "codec": getattr(codec, "name", args.codec),
+            "params": getattr(codec, "params", {}),
+            "dataset": args.dataset,
+            "mean": summarize(results),
+            "images": [r.as_dict() for r in results],
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from imgcomp.registry import list_codecs
+
+    for name in list_codecs(aliases=args.aliases):
+        print(name)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imgcomp", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("encode", help="compress an image file into an imgcomp stream")
+    p.add_argument("input")
+    p.add_argument("output")
+    _add_codec_args(p)
+    p.set_defaults(func=_cmd_encode)
+
+    p = sub.add_parser("decode", help="decode a stream to PNG (codec read from the header)")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.set_defaults(func=_cmd_decode)
+
+    p = sub.add_parser("eval", help="rate, quality and time of a codec on a dataset")
+    _add_codec_args(p)
+    p.add_argument("--dataset", default="kodak", help="kodak, sample or folder:PATH")
+    p.add_argument("--images", type=int, help="first N images only")
+    p.add_argument("--json", help="also write per-image and mean results to this file")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("list", help="list registered codecs")
+    p.add_argument("--aliases", action="store_true", help="include alias names")
+    p.set_defaults(func=_cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``imgcomp`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ImgcompError as exc:
+        print(f"imgcomp: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
