@@ -10,8 +10,17 @@ from imgcomp.errors import (
     ImgcompError,
     UnknownCodecError,
 )
+from imgcomp.registry import create_codec, decode_stream, list_codecs, register_codec
 
 __version__ = "0.1.0"
+
+
+def load_codec(name: str, checkpoint: str, format: str = "imgcomp", device: str = "cpu"):
+    """A learned codec from a checkpoint: ours (safetensors) or ``format="compressai"``."""
+    from imgcomp.zoo import load_codec as _load
+
+    return _load(name, checkpoint, format=format, device=device)
+
 
 __all__ = [
     "BitstreamError",
@@ -23,4 +32,9 @@ __all__ = [
     "ImgcompError",
     "UnknownCodecError",
     "__version__",
+    "create_codec",
+    "decode_stream",
+    "list_codecs",
+    "load_codec",
+    "register_codec",
 ]

@@ -4,3 +4,11 @@ from imgcomp.codecs import classic  # noqa: F401  (registers jpeg, webp, jpeg200
 from imgcomp.codecs.base import Codec, ContainerCodec
 
 __all__ = ["Codec", "ContainerCodec"]
+
+
+def _register_learned() -> None:
+    # The learned codecs register from imgcomp.zoo (torch is imported there).
+    import imgcomp.zoo  # noqa: F401
+
+
+_register_learned()

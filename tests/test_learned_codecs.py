@@ -1,0 +1,143 @@
+"""Learned codecs through real bytes: exact round trip, CompressAI references, hostile streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import imgcomp
+from imgcomp.bitstream import StreamHeader, pack, unpack
+from imgcomp.codecs.learned import LearnedCodec
+from imgcomp.compat import load_compressai
+from imgcomp.errors import BitstreamError, CheckpointError, CodecMismatchError, ImgcompError
+
+NAMES = ["factorized-prior", "scale-hyperprior", "mean-scale-hyperprior"]
+ALIASES = {"factorized-prior": "bmshj2018-factorized", "scale-hyperprior": "bmshj2018-hyperprior",
+           "mean-scale-hyperprior": "mbt2018-mean"}
+
+
+def _tiny(name: str, seed: int = 0) -> LearnedCodec:
+    return imgcomp.create_codec(name, pretrained=False, N=16, M=24, seed=seed)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut()[100:197, 150:281])  # 97x131: odd sizes
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_decode_equals_the_models_own_reconstruction(name: str, photo: np.ndarray) -> None:
+    codec = _tiny(name)
+    data = codec.encode(photo)
+    rec = codec.decode(data)
+    assert rec.shape == photo.shape and rec.dtype == np.uint8
+    assert np.array_equal(rec, codec.reconstruct(photo))
+    assert codec.encode(photo) == data
+    assert np.array_equal(imgcomp.decode_stream(data), rec)  # header rebuilds the codec
+    assert len(unpack(data)[1]) == (1 if name == "factorized-prior" else 2)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_aliases_and_stream_identity(name: str, photo: np.ndarray) -> None:
+    alias = imgcomp.create_codec(ALIASES[name], pretrained=False, N=16, M=24)
+    assert alias.name == name
+    data = _tiny(name).encode(photo)
+    with pytest.raises(CodecMismatchError, match="different"):
+        _tiny(name, seed=1).decode(data)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (64, 64, 3), (65, 3, 3)])
+def test_tiny_and_odd_images(shape: tuple) -> None:
+    img = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    codec = _tiny("mean-scale-hyperprior")
+    assert np.array_equal(codec.decode(codec.encode(img)), codec.reconstruct(img))
+
+
+def test_missing_shipped_quality_is_a_clear_error() -> None:
+    with pytest.raises(ImgcompError, match="shipped qualities"):
+        imgcomp.create_codec("mbt2018-mean", quality=99)
+    with pytest.raises(ImgcompError, match="format"):
+        imgcomp.create_codec("mbt2018-mean", checkpoint="x", format="tensorflow")
+
+
+@pytest.mark.parametrize("arch", ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean"])
+def test_compressai_checkpoint_reproduces_x_hat_decompressed(arch, compat_dir, make_state, tmp_path):
+    """Seed-0 CompressAI weights: our real bitstream decodes to CompressAI's decompress output."""
+    manifest = make_state.load_manifest(compat_dir / "compressai" / f"{arch}.manifest.json")
+    path = tmp_path / "ckpt.pth.tar"
+    torch.save({"epoch": 3, "state_dict": make_state.make_state(manifest, 0)["state_dict"]}, path)
+    codec = imgcomp.load_codec(arch, path, format="compressai")
+    ref = torch.load(compat_dir / "compressai" / f"{arch}_seed0.pt", weights_only=True)
+    img = np.ascontiguousarray(ref["input/uint8"][0].permute(1, 2, 0).numpy())
+    rec = codec.decode(codec.encode(img))
+    ours = torch.from_numpy(rec).permute(2, 0, 1).double() / 255
+    expected = ref["x_hat_decompressed"][0].double()
+    # we deliver uint8 pixels: CompressAI's float output rounded to the nearest level
+    assert (ours - expected).abs().max().item() <= 0.5 / 255 + 1e-4
+    assert np.array_equal(rec, codec.reconstruct(img))
+
+
+def test_checkpoint_carrying_code_is_refused(tmp_path) -> None:
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": Payload()}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        imgcomp.load_codec("mbt2018-mean", path, format="compressai")
+
+
+def test_entropy_tables_enter_the_fingerprint(photo: np.ndarray) -> None:
+    codec = _tiny("factorized-prior")
+    other = _tiny("factorized-prior")
+    with torch.no_grad():
+        other.model.y_prior.quantiles[:, 0, 0] -= 3.0  # wider support: other tables
+    assert codec.fingerprint != LearnedCodec(other.model, codec.name, codec.params).fingerprint
+
+
+_CODECS = {name: _tiny(name) for name in NAMES}
+_IMG = np.random.default_rng(2).integers(0, 256, (40, 72, 3), dtype=np.uint8)
+_STREAMS = {name: c.encode(_IMG) for name, c in _CODECS.items()}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(name=st.sampled_from(NAMES), data=st.data())
+def test_hostile_sections_only_raise_bitstream_error(name: str, data) -> None:
+    """Truncated, flipped or random sections inside a valid container: typed error or pixels."""
+    codec = _CODECS[name]
+    header, sections = unpack(_STREAMS[name])
+    i = data.draw(st.integers(0, len(sections) - 1))
+    sec = bytearray(sections[i])
+    kind = data.draw(st.sampled_from(["truncate", "flip", "random", "drop"]))
+    if kind == "truncate":
+        sec = sec[: data.draw(st.integers(0, max(len(sec) - 1, 0)))]
+    elif kind == "flip" and sec:
+        j = data.draw(st.integers(0, len(sec) - 1))
+        sec[j] ^= 1 << data.draw(st.integers(0, 7))
+    elif kind == "random":
+        sec = bytearray(data.draw(st.binary(max_size=300)))
+    sections = list(sections)
+    if kind == "drop":
+        sections.pop(i)
+    else:
+        sections[i] = bytes(sec)
+    stream = pack(StreamHeader(header.codec, header.fingerprint, 40, 72, header.params), sections)
+    try:
+        img = codec.decode(stream)
+    except BitstreamError:
+        return
+    assert img.shape == (40, 72, 3) and img.dtype == np.uint8
+
+
+def test_header_size_change_is_refused_or_consistent() -> None:
+    codec = _CODECS["mean-scale-hyperprior"]
+    header, sections = unpack(_STREAMS["mean-scale-hyperprior"])
+    bigger = pack(StreamHeader(header.codec, header.fingerprint, 200, 300, header.params), sections)
+    with pytest.raises(BitstreamError):
+        codec.decode(bigger)
