@@ -57,9 +57,30 @@ def classic_cases() -> list[Case]:
     ]
 
 
+def learned_cases() -> list[Case]:
+    """Every shipped learned model at every shipped quality (the highest-rate one is quick)."""
+    from imgcomp.zoo import LEARNED, shipped_qualities
+
+    cases = []
+    for name, alias in LEARNED.items():
+        qualities = shipped_qualities(name)
+        for q in qualities:
+            cases.append(
+                Case(
+                    id=f"{alias}-q{q}",
+                    family=alias,
+                    factory=lambda device, name=name, q=q: create_codec(
+                        name, quality=q, device=device
+                    ),
+                    quick=q == qualities[len(qualities) // 2],
+                )
+            )
+    return cases
+
+
 def all_cases() -> list[Case]:
     """Every case of the matrix, in report order."""
-    cases = classic_cases()
+    cases = classic_cases() + learned_cases()
     ids = [c.id for c in cases]
     duplicates = {i for i in ids if ids.count(i) > 1}
     if duplicates:

@@ -116,6 +116,49 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from imgcomp.train import TrainConfig, default_data_dir, read_checkpoint, train
+
+    try:
+        config = TrainConfig(
+            arch=args.arch,
+            N=args.N,
+            M=args.M,
+            lmbda=args.lmbda,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            patch_size=args.patch_size,
+            lr=args.lr,
+            aux_lr=args.aux_lr,
+            seed=args.seed,
+            data=args.data or str(default_data_dir()),
+            out=args.out,
+            device=args.device,
+            amp=args.amp,
+            channels_last=not args.no_channels_last,
+            checkpoint_every=args.checkpoint_every,
+            log_every=args.log_every,
+            num_threads=args.num_threads,
+            max_seconds=args.max_seconds,
+            progress=not args.quiet,
+        )
+    except ValueError as exc:
+        raise ImgcompError(f"invalid training option: {exc}") from None
+    path = train(config)
+    state = read_checkpoint(path)
+    status = "finished" if state["finished"] else "stopped early (resume with the same command)"
+    print(f"{path}: step {state['step']}/{config.steps}, {status}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from imgcomp.train import export_weights
+
+    path = export_weights(args.checkpoint, args.output, half=args.half)
+    print(f"{args.checkpoint} -> {path} ({path.stat().st_size} bytes)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="imgcomp", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +185,34 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered codecs")
     p.add_argument("--aliases", action="store_true", help="include alias names")
     p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("train", help="train a learned codec (resumes RUN's checkpoint)")
+    p.add_argument("--arch", default="mbt2018-mean", help="architecture or alias (mean-scale...)")
+    p.add_argument("--N", type=int, default=128, help="transform channels")
+    p.add_argument("--M", type=int, default=192, help="latent channels")
+    p.add_argument("--lmbda", type=float, required=True, help="loss = lmbda*255^2*MSE + bpp")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--data", default=None, help="image folder (default: ../shared/data/train)")
+    p.add_argument("--out", required=True, help="run directory, e.g. runs/NAME")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--patch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--aux-lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--amp", action="store_true", help="bf16 autocast for the transforms (CUDA)")
+    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW layout on CUDA")
+    p.add_argument("--checkpoint-every", type=int, default=1000, metavar="STEPS")
+    p.add_argument("--log-every", type=int, default=100, metavar="STEPS")
+    p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--max-seconds", type=float, default=None, help="stop (with a checkpoint) after")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="write a training checkpoint's weights as safetensors")
+    p.add_argument("checkpoint", help="run directory or checkpoint.pt")
+    p.add_argument("output", help="OUT.safetensors")
+    p.add_argument("--half", action="store_true", help="store the transforms in float16")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

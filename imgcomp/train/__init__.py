@@ -1,0 +1,53 @@
+"""Training of the learned codecs (Ballé / Minnen models) and export of their weights.
+
+``train(TrainConfig(...))`` runs or resumes ``<out>/checkpoint.pt``; ``export_weights`` turns a
+checkpoint into a safetensors file that ``load_weights`` rebuilds into a model.
+"""
+
+from imgcomp.train.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    read_checkpoint,
+    resolve_checkpoint,
+    write_checkpoint,
+)
+from imgcomp.train.config import (
+    ARCH_ALIASES,
+    RESUME_FREE_FIELDS,
+    TrainConfig,
+    default_data_dir,
+    resolve_arch,
+    resume_mismatches,
+)
+from imgcomp.train.data import PatchSampler, data_fingerprint, list_training_images, step_seed
+from imgcomp.train.export import WEIGHTS_FORMAT, export_weights, load_weights, read_metadata
+from imgcomp.train.loop import LOG_NAME, resolve_device, train
+from imgcomp.train.objective import psnr_from_mse, rd_forward, rd_loss
+
+__all__ = [
+    "ARCH_ALIASES",
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_NAME",
+    "LOG_NAME",
+    "RESUME_FREE_FIELDS",
+    "WEIGHTS_FORMAT",
+    "PatchSampler",
+    "TrainConfig",
+    "data_fingerprint",
+    "default_data_dir",
+    "export_weights",
+    "list_training_images",
+    "load_weights",
+    "psnr_from_mse",
+    "rd_forward",
+    "rd_loss",
+    "read_checkpoint",
+    "read_metadata",
+    "resolve_arch",
+    "resolve_checkpoint",
+    "resolve_device",
+    "resume_mismatches",
+    "step_seed",
+    "train",
+    "write_checkpoint",
+]

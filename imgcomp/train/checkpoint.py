@@ -1,0 +1,119 @@
+"""Training checkpoints: plain dicts of tensors and JSON values, written atomically.
+
+A checkpoint is read with ``torch.load(weights_only=True)``: anything that would need pickled
+objects (code) is refused with CheckpointError, as is a dict that lacks the expected fields.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from imgcomp.errors import CheckpointError
+from imgcomp.train.config import TrainConfig
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_NAME",
+    "read_checkpoint",
+    "replace_atomically",
+    "resolve_checkpoint",
+    "temp_file_beside",
+    "write_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "imgcomp.train.checkpoint/1"
+CHECKPOINT_NAME = "checkpoint.pt"
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "format": str,
+    "step": int,
+    "finished": bool,
+    "elapsed": (int, float),
+    "config": dict,
+    "data_fingerprint": str,
+    "num_images": int,
+    "model": dict,
+    "optimizer": dict,
+    "aux_optimizer": dict,
+}
+
+
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """``path`` itself, or ``path/checkpoint.pt`` when ``path`` is a run directory."""
+    p = Path(path)
+    return p / CHECKPOINT_NAME if p.is_dir() else p
+
+
+def temp_file_beside(dest: Path) -> Path:
+    """An empty new file next to ``dest`` (same file system, so ``os.replace`` is atomic)."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(tmp)
+
+
+def replace_atomically(tmp: Path, dest: Path) -> Path:
+    """Give ``tmp`` the permissions of a normally created file (temporary files are owner-only),
+    then move it onto ``dest``."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, dest)
+    return dest
+
+
+def write_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
+    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``: never torn."""
+    dest = Path(path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_file_beside(dest)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        replace_atomically(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Load and validate a training checkpoint (file or run directory) onto the CPU.
+
+    The returned dict has every field of ``write_checkpoint``'s payload; ``config`` is a
+    :class:`TrainConfig`.
+    """
+    p = resolve_checkpoint(path)
+    try:
+        data = torch.load(os.fspath(p), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refused to load {os.fspath(p)!r}: it holds pickled objects other than tensors and "
+            f"plain containers (possibly code); only weights_only checkpoints are accepted ({exc})"
+        ) from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {os.fspath(p)!r}: {exc}") from None
+    except Exception as exc:  # corrupt zip, truncated file, foreign format ...
+        raise CheckpointError(
+            f"unreadable checkpoint {os.fspath(p)!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{os.fspath(p)!r} is not an imgcomp training checkpoint")
+    for key, kind in _REQUIRED.items():
+        value = data.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise CheckpointError(f"checkpoint {os.fspath(p)!r}: field {key!r} is missing or bad")
+    try:
+        data["config"] = TrainConfig.from_dict(data["config"])
+    except (ValueError, TypeError, KeyError) as exc:  # UnknownCodecError is a KeyError
+        raise CheckpointError(f"checkpoint {os.fspath(p)!r}: bad config: {exc}") from None
+    if data["step"] < 0:
+        raise CheckpointError(f"checkpoint {os.fspath(p)!r}: negative step")
+    return data

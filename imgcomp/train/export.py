@@ -1,0 +1,128 @@
+"""Trained weights as safetensors: the model's state_dict plus what rebuilds it, as metadata.
+
+``export_weights`` reads a training checkpoint and writes float32 (or float16 with ``half``)
+tensors; ``load_weights`` rebuilds the model with ``build_model`` and loads it strictly, in float32.
+With ``half`` the entropy models (factorized densities, Gaussian scale table) stay float32: they
+are tiny and fix the coder's tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from imgcomp.errors import CheckpointError
+from imgcomp.nn.balle import BalleModel, build_model
+from imgcomp.nn.density import FactorizedDensity, GaussianConditional
+from imgcomp.train.checkpoint import (
+    read_checkpoint,
+    replace_atomically,
+    resolve_checkpoint,
+    temp_file_beside,
+)
+from imgcomp.train.config import resolve_arch
+
+__all__ = ["WEIGHTS_FORMAT", "export_weights", "load_weights", "read_metadata"]
+
+WEIGHTS_FORMAT = "imgcomp.weights/1"
+
+
+def _float32_keys(model: BalleModel) -> set[str]:
+    """State-dict keys kept in float32 even in half exports (entropy-model tensors)."""
+    keep = set()
+    for name, module in model.named_modules():
+        if isinstance(module, (FactorizedDensity, GaussianConditional)):
+            prefix = f"{name}." if name else ""
+            keep.update(prefix + k for k in module.state_dict())
+    return keep
+
+
+def export_weights(
+    checkpoint: str | os.PathLike[str], out_path: str | os.PathLike[str], *, half: bool = False
+) -> Path:
+    """Write the weights of a training checkpoint (file or run directory) as safetensors.
+
+    Metadata (all strings): format, arch, N, M, lmbda, steps (reached), target_steps, finished,
+    seed, data, data_fingerprint, wall_time_s, dtype, config (JSON of the whole TrainConfig).
+    """
+    state = read_checkpoint(checkpoint)
+    config = state["config"]
+    model = build_model(config.arch, config.N, config.M)
+    try:
+        model.load_state_dict(state["model"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        where = resolve_checkpoint(checkpoint)
+        raise CheckpointError(f"{where}: weights do not fit {config.arch}: {exc}") from None
+    keep32 = _float32_keys(model) if half else set()
+    tensors = {}
+    for key, value in model.state_dict().items():
+        t = value.detach().to(torch.float32)
+        if half and key not in keep32:
+            t = t.to(torch.float16)
+            if not bool(torch.isfinite(t).all()):
+                raise CheckpointError(f"{key} does not fit in float16; export without --half")
+        tensors[key] = t.contiguous()
+    metadata = {
+        "format": WEIGHTS_FORMAT,
+        "arch": config.arch,
+        "N": str(config.N),
+        "M": str(config.M),
+        "lmbda": repr(config.lmbda),
+        "steps": str(state["step"]),
+        "target_steps": str(config.steps),
+        "finished": str(state["finished"]).lower(),
+        "seed": str(config.seed),
+        "data": config.data,
+        "data_fingerprint": state["data_fingerprint"],
+        "wall_time_s": f"{state['elapsed']:.1f}",
+        "dtype": "float16" if half else "float32",
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+    }
+    dest = Path(out_path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_file_beside(dest)
+    try:
+        save_file(tensors, os.fspath(tmp), metadata=metadata)
+        replace_atomically(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The string metadata of an exported weights file (CheckpointError if it is not one)."""
+    try:
+        with safe_open(os.fspath(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read weights {os.fspath(path)!r}: {exc}") from None
+    if meta.get("format") != WEIGHTS_FORMAT:
+        raise CheckpointError(f"{os.fspath(path)!r} is not an imgcomp weights file")
+    return meta
+
+
+def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> BalleModel:
+    """Rebuild the model an exported weights file describes; float32, eval mode, strict load."""
+    meta = read_metadata(path)
+    try:
+        arch = resolve_arch(meta["arch"])
+        n, m = int(meta["N"]), int(meta["M"])
+        model = build_model(arch, n, m)
+    except (KeyError, ValueError) as exc:  # UnknownCodecError is a KeyError
+        raise CheckpointError(f"{os.fspath(path)!r}: bad metadata: {exc}") from None
+    try:
+        tensors = load_file(os.fspath(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read weights {os.fspath(path)!r}: {exc}") from None
+    state = {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in tensors.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError) as exc:
+        raise CheckpointError(f"{os.fspath(path)!r} does not fit {arch}: {exc}") from None
+    return model.to(device).eval()
