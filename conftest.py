@@ -50,6 +50,19 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker and device == "cuda":
         _pin_worker_gpu(int(worker.removeprefix("gw")))
+    if worker:
+        _share_cpu_threads(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+
+
+def _share_cpu_threads(workers: int) -> None:
+    """Give each xdist worker its share of the cores: oversubscribed OpenMP pools crawl."""
+    threads = max(1, (os.cpu_count() or 1) // max(workers, 1))
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(threads)
 
 
 def _pin_worker_gpu(index: int) -> None:

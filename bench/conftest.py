@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cases import Case, all_cases
+from bench.cases import Case, all_cases, learned_cases
 from imgcomp.baselines import BaselineStore
 from imgcomp.data import load_dataset
 from imgcomp.evaluate import ImageResult, evaluate
@@ -17,14 +17,21 @@ _SUMMARY: dict[str, dict] = {}
 _CHANGES: list[str] = []
 
 
+def _params(cases: list[Case]) -> list:
+    params = []
+    for case in cases:
+        marks = [pytest.mark.quick] if case.quick else []
+        marks += [pytest.mark.slow] if case.slow else []
+        params.append(pytest.param(case, id=case.id, marks=marks))
+    return params
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``case``: every case of the matrix; ``learned_case``: those of learned codecs."""
     if "case" in metafunc.fixturenames:
-        params = []
-        for case in all_cases():
-            marks = [pytest.mark.quick] if case.quick else []
-            marks += [pytest.mark.slow] if case.slow else []
-            params.append(pytest.param(case, id=case.id, marks=marks))
-        metafunc.parametrize("case", params)
+        metafunc.parametrize("case", _params(all_cases()))
+    if "learned_case" in metafunc.fixturenames:
+        metafunc.parametrize("learned_case", _params(learned_cases()))
 
 
 def dataset_key(spec: str) -> str:

@@ -34,3 +34,15 @@ def test_quality(case: Case, case_results, baseline_store, pytestconfig, record_
     record_property("imgcomp_summary", {**summary, "gate": "ok" if outcome.passed else "FAIL"})
     if not outcome.passed:
         pytest.fail(f"{case.id}: " + "; ".join(outcome.failures), pytrace=False)
+
+
+@pytest.mark.quality
+def test_rate_matches_model_estimate(learned_case: Case, codec_for, case_results, bench_images):
+    """Real coded bytes (container included) stay within 2% of the model's likelihood estimate."""
+    codec = codec_for(learned_case)
+    coded = 8 * sum(r.bytes for r in case_results(learned_case))
+    estimate = sum(codec.estimated_bits(img) for _, img in bench_images)
+    assert abs(coded / estimate - 1) <= 0.02, (
+        f"{learned_case.id}: coded {coded / 8:.0f} bytes vs estimate {estimate / 8:.0f} bytes "
+        f"({100 * (coded / estimate - 1):+.2f}%)"
+    )

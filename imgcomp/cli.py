@@ -154,7 +154,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from imgcomp.train import export_weights
 
-    path = export_weights(args.checkpoint, args.output, half=args.half)
+    path = export_weights(
+        args.checkpoint, args.output, half=args.half, fit_quantile_steps=args.fit_quantiles
+    )
     print(f"{args.checkpoint} -> {path} ({path.stat().st_size} bytes)")
     return 0
 
@@ -209,9 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="write a training checkpoint's weights as safetensors")
-    p.add_argument("checkpoint", help="run directory or checkpoint.pt")
+    p.add_argument("checkpoint", help="run directory, checkpoint.pt or an exported .safetensors")
     p.add_argument("output", help="OUT.safetensors")
     p.add_argument("--half", action="store_true", help="store the transforms in float16")
+    p.add_argument(
+        "--fit-quantiles",
+        type=int,
+        default=20000,
+        metavar="STEPS",
+        help="refine the density quantiles (aux loss only) for STEPS Adam steps first; 0: off",
+    )
     p.set_defaults(func=_cmd_export)
     return parser
 

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 from tqdm import tqdm
 
 from imgcomp import __version__
@@ -145,6 +144,8 @@ def cache_dir() -> Path:
     env = os.environ.get("IMGCOMP_CACHE_DIR")
     if env:
         return Path(env).expanduser()
+    import platformdirs  # only needed to locate the default cache
+
     return Path(platformdirs.user_cache_dir("imgcomp"))
 
 

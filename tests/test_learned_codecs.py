@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 import imgcomp
 from imgcomp.bitstream import StreamHeader, pack, unpack
 from imgcomp.codecs.learned import LearnedCodec
-from imgcomp.compat import load_compressai
 from imgcomp.errors import BitstreamError, CheckpointError, CodecMismatchError, ImgcompError
 
 NAMES = ["factorized-prior", "scale-hyperprior", "mean-scale-hyperprior"]
-ALIASES = {"factorized-prior": "bmshj2018-factorized", "scale-hyperprior": "bmshj2018-hyperprior",
-           "mean-scale-hyperprior": "mbt2018-mean"}
+ALIASES = {
+    "factorized-prior": "bmshj2018-factorized",
+    "scale-hyperprior": "bmshj2018-hyperprior",
+    "mean-scale-hyperprior": "mbt2018-mean",
+}
 
 
 def _tiny(name: str, seed: int = 0) -> LearnedCodec:
@@ -66,7 +68,9 @@ def test_missing_shipped_quality_is_a_clear_error() -> None:
 
 
 @pytest.mark.parametrize("arch", ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean"])
-def test_compressai_checkpoint_reproduces_x_hat_decompressed(arch, compat_dir, make_state, tmp_path):
+def test_compressai_checkpoint_reproduces_x_hat_decompressed(
+    arch, compat_dir, make_state, tmp_path
+):
     """Seed-0 CompressAI weights: our real bitstream decodes to CompressAI's decompress output."""
     manifest = make_state.load_manifest(compat_dir / "compressai" / f"{arch}.manifest.json")
     path = tmp_path / "ckpt.pth.tar"
@@ -141,3 +145,25 @@ def test_header_size_change_is_refused_or_consistent() -> None:
     bigger = pack(StreamHeader(header.codec, header.fingerprint, 200, 300, header.params), sections)
     with pytest.raises(BitstreamError):
         codec.decode(bigger)
+
+
+def test_shipped_weights_are_documented_small_and_work(photo: np.ndarray) -> None:
+    from imgcomp.train import read_metadata
+    from imgcomp.zoo import WEIGHTS_DIR, shipped_qualities
+
+    files = sorted(WEIGHTS_DIR.glob("*.safetensors"))
+    assert len(files) >= 4
+    assert sum(f.stat().st_size for f in files) < 25e6
+    card = (WEIGHTS_DIR / "README.md").read_text()
+    for f in files:
+        assert f.name in card, f"{f.name} has no model card entry"
+        meta = read_metadata(f)
+        assert int(meta["steps"]) > 0 and "kodak" not in meta["data"].lower()
+    assert len(shipped_qualities("mean-scale-hyperprior")) >= 3
+    assert shipped_qualities("factorized-prior")
+    codec = imgcomp.create_codec(
+        "mbt2018-mean", quality=shipped_qualities("mean-scale-hyperprior")[0]
+    )
+    data = codec.encode(photo)
+    assert np.array_equal(imgcomp.decode_stream(data), codec.reconstruct(photo))
+    assert 8 * len(data) / photo[..., 0].size < 2.0

@@ -459,3 +459,27 @@ def test_cuda_request_without_cuda_is_a_clear_error(data_dir: Path, tmp_path: Pa
         pytest.skip("this machine has CUDA")
     with pytest.raises(ImgcompError, match="CUDA is not available"):
         train(_config(data_dir, tmp_path / "run", device="cuda"))
+
+
+def test_fit_quantiles_converges_and_only_moves_quantiles() -> None:
+    from imgcomp.train import fit_quantiles
+
+    torch.manual_seed(0)
+    model = build_model("mbt2018-mean", 8, 12)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    start = float(model.aux_loss())
+    final = fit_quantiles(model, steps=3000, lr=0.5)
+    assert final < 0.05 * start
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == {"z_prior.quantiles"}
+
+
+def test_reexport_of_safetensors_refits_and_halves(data_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(_config(data_dir, run, steps=1))
+    first = export_weights(run, tmp_path / "w32.safetensors")
+    second = export_weights(first, tmp_path / "w16.safetensors", half=True, fit_quantile_steps=500)
+    meta = read_metadata(second)
+    assert meta["dtype"] == "float16" and meta["quantile_fit_steps"] == "500"
+    assert float(meta["aux_loss"]) < float(load_weights(first).aux_loss())
+    assert meta["steps"] == read_metadata(first)["steps"]  # training provenance is kept

@@ -113,6 +113,16 @@ class LearnedCodec(ContainerCodec):
         return self._to_image(self.model.synthesis(lat["y_hat"]), *img.shape[:2])
 
     @torch.inference_mode()
+    def estimated_bits(self, img: np.ndarray) -> float:
+        """The model's own rate estimate: sum of -log2 likelihoods of the quantized latents."""
+        lat = self.model.quantize_latents(self._to_input(img))
+        return sum(
+            float(-torch.log2(v.double()).sum())
+            for k, v in lat.items()
+            if k.endswith("likelihoods")
+        )
+
+    @torch.inference_mode()
     def encode_sections(self, img: np.ndarray) -> list[bytes]:
         lat = self.model.quantize_latents(self._to_input(img))
         y_sym = lat["y_symbols"][0].cpu().numpy()

@@ -20,7 +20,13 @@ from imgcomp.train.config import (
     resume_mismatches,
 )
 from imgcomp.train.data import PatchSampler, data_fingerprint, list_training_images, step_seed
-from imgcomp.train.export import WEIGHTS_FORMAT, export_weights, load_weights, read_metadata
+from imgcomp.train.export import (
+    WEIGHTS_FORMAT,
+    export_weights,
+    fit_quantiles,
+    load_weights,
+    read_metadata,
+)
 from imgcomp.train.loop import LOG_NAME, resolve_device, train
 from imgcomp.train.objective import psnr_from_mse, rd_forward, rd_loss
 
@@ -36,6 +42,7 @@ __all__ = [
     "data_fingerprint",
     "default_data_dir",
     "export_weights",
+    "fit_quantiles",
     "list_training_images",
     "load_weights",
     "psnr_from_mse",

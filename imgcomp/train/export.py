@@ -27,7 +27,7 @@ from imgcomp.train.checkpoint import (
 )
 from imgcomp.train.config import resolve_arch
 
-__all__ = ["WEIGHTS_FORMAT", "export_weights", "load_weights", "read_metadata"]
+__all__ = ["WEIGHTS_FORMAT", "export_weights", "fit_quantiles", "load_weights", "read_metadata"]
 
 WEIGHTS_FORMAT = "imgcomp.weights/1"
 
@@ -42,14 +42,32 @@ def _float32_keys(model: BalleModel) -> set[str]:
     return keep
 
 
-def export_weights(
-    checkpoint: str | os.PathLike[str], out_path: str | os.PathLike[str], *, half: bool = False
-) -> Path:
-    """Write the weights of a training checkpoint (file or run directory) as safetensors.
+def fit_quantiles(model: BalleModel, steps: int = 20000, lr: float = 0.1) -> float:
+    """Fit every density's ``quantiles`` to its learned tails (the auxiliary loss alone).
 
-    Metadata (all strings): format, arch, N, M, lmbda, steps (reached), target_steps, finished,
-    seed, data, data_fingerprint, wall_time_s, dtype, config (JSON of the whole TrainConfig).
+    The quantiles set the entropy coder's symbol range and the quantization offset (median).
+    Training fits them alongside the main loss, slowly; a short schedule leaves them loose, so
+    export refines them: the loss depends on the density parameters only, no data. Adam with the
+    learning rate decayed 100x over ``steps``. Returns the final auxiliary loss.
     """
+    params = model.aux_parameters()
+    if steps <= 0 or not params:
+        return float(model.aux_loss().detach())
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 0.01 ** (i / steps))
+    with torch.enable_grad():
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            model.aux_loss().backward()
+            opt.step()
+            sched.step()
+    return float(model.aux_loss().detach())
+
+
+def _source(checkpoint: str | os.PathLike[str]) -> tuple[BalleModel, dict[str, str]]:
+    """Model and metadata from a training checkpoint (file or run dir) or an exported file."""
+    if Path(checkpoint).suffix == ".safetensors":
+        return load_weights(checkpoint), dict(read_metadata(checkpoint))
     state = read_checkpoint(checkpoint)
     config = state["config"]
     model = build_model(config.arch, config.N, config.M)
@@ -58,15 +76,6 @@ def export_weights(
     except (RuntimeError, ValueError, KeyError) as exc:
         where = resolve_checkpoint(checkpoint)
         raise CheckpointError(f"{where}: weights do not fit {config.arch}: {exc}") from None
-    keep32 = _float32_keys(model) if half else set()
-    tensors = {}
-    for key, value in model.state_dict().items():
-        t = value.detach().to(torch.float32)
-        if half and key not in keep32:
-            t = t.to(torch.float16)
-            if not bool(torch.isfinite(t).all()):
-                raise CheckpointError(f"{key} does not fit in float16; export without --half")
-        tensors[key] = t.contiguous()
     metadata = {
         "format": WEIGHTS_FORMAT,
         "arch": config.arch,
@@ -80,9 +89,41 @@ def export_weights(
         "data": config.data,
         "data_fingerprint": state["data_fingerprint"],
         "wall_time_s": f"{state['elapsed']:.1f}",
-        "dtype": "float16" if half else "float32",
         "config": json.dumps(config.to_dict(), sort_keys=True),
     }
+    return model, metadata
+
+
+def export_weights(
+    checkpoint: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    *,
+    half: bool = False,
+    fit_quantile_steps: int = 0,
+) -> Path:
+    """Write the weights of a training checkpoint (file or run directory) as safetensors.
+
+    ``checkpoint`` may also be an exported ``.safetensors`` file (to re-export it, e.g. in
+    float16). With ``fit_quantile_steps`` the density quantiles are refined first
+    (:func:`fit_quantiles`). Metadata (all strings): format, arch, N, M, lmbda, steps (reached),
+    target_steps, finished, seed, data, data_fingerprint, wall_time_s, dtype, config (JSON of
+    the whole TrainConfig), and quantile_fit_steps / aux_loss when quantiles were refined.
+    """
+    model, metadata = _source(checkpoint)
+    if fit_quantile_steps > 0:
+        aux = fit_quantiles(model, fit_quantile_steps)
+        done = int(metadata.get("quantile_fit_steps", "0")) + fit_quantile_steps
+        metadata.update(quantile_fit_steps=str(done), aux_loss=f"{aux:.6g}")
+    keep32 = _float32_keys(model) if half else set()
+    tensors = {}
+    for key, value in model.state_dict().items():
+        t = value.detach().to(torch.float32)
+        if half and key not in keep32:
+            t = t.to(torch.float16)
+            if not bool(torch.isfinite(t).all()):
+                raise CheckpointError(f"{key} does not fit in float16; export without --half")
+        tensors[key] = t.contiguous()
+    metadata["dtype"] = "float16" if half else "float32"
     dest = Path(out_path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_file_beside(dest)
