@@ -35,3 +35,18 @@ def make_state(compat_dir):
         return importlib.import_module("make_state")
     finally:
         sys.path.remove(str(compat_dir))
+
+
+@pytest.fixture(scope="session")
+def kodak_dir() -> Path:
+    """The 24 Kodak PNGs: $IMGCOMP_KODAK_DIR (must exist if set), else ../shared/data/kodak."""
+    env = os.environ.get("IMGCOMP_KODAK_DIR")
+    if env:
+        path = Path(env)
+        if not path.is_dir():
+            pytest.fail(f"IMGCOMP_KODAK_DIR={env} does not exist")
+        return path
+    path = REPO.parent / "shared" / "data" / "kodak"
+    if not path.is_dir():
+        pytest.skip(f"Kodak not found at {path}")
+    return path

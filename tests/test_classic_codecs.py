@@ -202,3 +202,46 @@ def test_damaged_streams_are_always_detected(name: str, cut: int, bit: int) -> N
     with pytest.raises(BitstreamError):
         decode_stream(bytes(flipped))
     assert zlib.crc32(stream)  # streams are non-trivial
+
+
+def test_cli_eval_jpeg_q10_on_kodak_matches_pillow(kodak_dir, monkeypatch, tmp_path) -> None:
+    """`imgcomp eval --codec jpeg --quality 10 --dataset kodak`: mean bpp within 0.5% of Pillow's
+    own encoder output, and quality in line with published JPEG results on Kodak."""
+    import json
+
+    from imgcomp.cli import main
+    from imgcomp.images import load_image
+
+    monkeypatch.setenv("IMGCOMP_KODAK_DIR", str(kodak_dir))
+    out = tmp_path / "jpeg.json"
+    assert (
+        main(
+            [
+                "eval",
+                "--codec",
+                "jpeg",
+                "--quality",
+                "10",
+                "--dataset",
+                "kodak",
+                "--quiet",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    result = json.loads(out.read_text())
+    assert len(result["images"]) == 24
+    pillow_bpp = []
+    for row in result["images"]:
+        img = load_image(kodak_dir / f"{row['image']}.png")
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG", quality=10)
+        pillow_bpp.append(8 * len(buf.getvalue()) / (img.shape[0] * img.shape[1]))
+    mean = result["mean"]
+    assert abs(mean["bpp"] / np.mean(pillow_bpp) - 1) < 0.005
+    # JPEG q10 (4:2:0) on Kodak: about 0.33 bpp at about 26.7 dB RGB PSNR, SSIM about 0.74
+    assert 0.30 < mean["bpp"] < 0.36
+    assert 26.0 < mean["psnr"] < 27.5
+    assert 0.70 < mean["ssim"] < 0.78

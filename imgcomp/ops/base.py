@@ -1,0 +1,42 @@
+"""What every compression op shares: copy the codec's model, change the copy, record the op.
+
+An op never mutates the caller's codec. The new codec keeps the registry name and parameters
+but carries the op in ``codec.ops``, which enters the stream fingerprint: a stream written by a
+pruned or quantized model refuses to decode with the original one, and vice versa.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from imgcomp.codecs.learned import LearnedCodec
+from imgcomp.errors import ImgcompError
+from imgcomp.nn.balle import BalleModel
+
+COMPONENTS = ("encoder", "decoder", "entropy")
+
+
+def require_learned(codec: object) -> LearnedCodec:
+    """The codec as a LearnedCodec, or a clear error (ops need a model to work on)."""
+    if not isinstance(codec, LearnedCodec):
+        raise ImgcompError(
+            f"compression ops apply to learned codecs; {getattr(codec, 'name', codec)!r} is not one"
+        )
+    return codec
+
+
+def copy_model(codec: LearnedCodec) -> BalleModel:
+    """A deep copy of the codec's model on the CPU, in eval mode, safe to modify."""
+    return copy.deepcopy(codec.model).cpu().eval()
+
+
+def derive(codec: LearnedCodec, model: BalleModel, op: str) -> LearnedCodec:
+    """A new codec around ``model`` with ``op`` appended to the ops already applied."""
+    return LearnedCodec(model, codec.name, codec.params, device=codec.device, ops=(*codec.ops, op))
+
+
+def check_component(name: str) -> str:
+    """Validate a component name (encoder, decoder, entropy)."""
+    if name not in COMPONENTS:
+        raise ImgcompError(f"unknown component {name!r}; components are {', '.join(COMPONENTS)}")
+    return name
