@@ -1,0 +1,132 @@
+"""Model compression ops on learned codecs: ``prune``, ``quantize`` and ``profile``.
+
+Every op returns a new codec around a modified copy of the model (the caller's codec is never
+touched); the op is recorded in ``codec.ops`` and enters the stream fingerprint, so streams of a
+pruned or quantized model decode only with that model. ``codec.op_report`` holds the report of
+the last op (sparsity per layer, channel widths, quantized layers and sizes).
+
+    codec = imgcomp.create_codec("mbt2018-mean", quality=3)
+    pruned = imgcomp.prune(codec, encoder=0.3, decoder=0.3, entropy=0.3)         # L1, unstructured
+    slim = imgcomp.prune(codec, decoder=0.3, method="structured", recover_steps=200)
+    fast = imgcomp.quantize(codec, "int8")                                         # or bf16, w2..w8
+    print(imgcomp.ops.format_profile(imgcomp.profile(slim)))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from imgcomp.codecs.learned import LearnedCodec
+from imgcomp.errors import ImgcompError
+from imgcomp.ops.base import copy_model, derive, require_learned
+from imgcomp.ops.profile import ModelProfile, format_profile, profile_model
+
+__all__ = ["METHODS", "ModelProfile", "format_profile", "profile", "prune", "quantize"]
+
+#: Pruning methods: L1-magnitude unstructured (weights zeroed) or structured (channels removed).
+METHODS = ("l1", "structured")
+
+
+def prune(
+    codec: LearnedCodec,
+    encoder: float = 0.0,
+    decoder: float = 0.0,
+    entropy: float = 0.0,
+    *,
+    method: str = "l1",
+    scope: str = "layer",
+    importance: str = "l1",
+    recover_steps: int = 0,
+    lmbda: float | None = None,
+    data: str | Path | None = None,
+) -> LearnedCodec:
+    """Prune each component (encoder, decoder, entropy model) by its own ratio in [0, 1).
+
+    ``method="l1"`` zeroes the smallest-magnitude conv / transposed-conv weights (``scope``
+    "layer": per layer, "global": one threshold per component); ``method="structured"`` removes
+    whole channels so the network really shrinks (``importance`` l1, l2 or activation), and
+    ``recover_steps`` then fine-tunes it with the rate-distortion objective (``lmbda``: the
+    model's training lambda by default; ``data``: training images, never Kodak).
+    """
+    codec = require_learned(codec)
+    ratios = {"encoder": encoder, "decoder": decoder, "entropy": entropy}
+    if method not in METHODS:
+        raise ImgcompError(f"unknown pruning method {method!r}; use one of {METHODS}")
+    if recover_steps and method != "structured":
+        raise ImgcompError("recover_steps applies to method='structured'")
+    model = copy_model(codec)
+    parts = ",".join(f"{k[:3]}{v:g}" for k, v in ratios.items())
+    if method == "l1":
+        from imgcomp.ops.pruning import prune_unstructured
+
+        report = prune_unstructured(model, ratios, scope=scope)
+        op = f"prune={parts}:l1-{scope}"
+    else:
+        from imgcomp.ops.structured import prune_structured, recover
+
+        calibration = None
+        if importance == "activation":
+            from imgcomp.ops.quant.calibration import calibration_images, image_tensor
+
+            images = calibration_images(data_dir=data)
+            calibration = _stack(images, model.downsampling_factor, image_tensor)
+        report = prune_structured(model, ratios, importance, calibration)
+        op = f"prune={parts}:structured-{importance}"
+        if recover_steps:
+            lam = lmbda if lmbda is not None else _training_lambda(codec)
+            recover(model, recover_steps, lam, data or _default_data())
+            op += f":recover{recover_steps}@{lam:g}"
+    new = derive(codec, model, op)
+    new.op_report = report
+    return new
+
+
+def quantize(
+    codec: LearnedCodec,
+    mode: str,
+    *,
+    components: Sequence[str] = ("encoder", "decoder"),
+    calibration: Sequence[np.ndarray] | None = None,
+) -> LearnedCodec:
+    """Quantize the transforms of the selected components: ``bf16`` (channels_last), ``int8``
+    (static, calibrated on training images; transposed convolutions included) or ``wK``
+    (K = 2..8, per-channel weight-only fake quantization, a precision study)."""
+    from imgcomp.ops.quant.api import quantize_codec
+
+    new, report = quantize_codec(codec, mode, calibration=calibration, components=components)
+    new.op_report = report
+    return new
+
+
+def profile(codec: LearnedCodec, input_hw: tuple[int, int] = (512, 768)) -> ModelProfile:
+    """Parameters, non-zeros, serialized and compressed size, MACs, per component."""
+    return profile_model(require_learned(codec).model, input_hw=input_hw)
+
+
+def _stack(images, factor, to_tensor):
+    import torch
+
+    return torch.cat([to_tensor(img, factor) for img in images])
+
+
+def _training_lambda(codec: LearnedCodec) -> float:
+    """The lambda the shipped weights were trained with (their metadata), for recovery."""
+    from imgcomp.zoo import shipped_weights_path
+
+    quality = codec.params.get("quality")
+    if quality is None:
+        raise ImgcompError("give lmbda= for recovery: the codec has no shipped training lambda")
+    from imgcomp.train import read_metadata
+
+    path = shipped_weights_path(codec.name, int(quality))
+    return float(read_metadata(path)["lmbda"])
+
+
+def _default_data() -> Path:
+    from imgcomp.train.config import default_data_dir
+
+    return default_data_dir()
+
