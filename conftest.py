@@ -39,6 +39,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="baseline directory (default: fixtures/baselines in the repository)",
     )
     group.addoption(
+        "--matrix",
+        default="default",
+        choices=("default", "full"),
+        help="compression-op cases: default (the study's model x prunings, quantizations) or "
+        "full (every learned codec x every pruning x every quantization)",
+    )
+    group.addoption(
         "--device",
         default="cpu",
         help="cpu, cuda or cuda:N; with cuda and pytest-xdist each worker is pinned to one GPU",

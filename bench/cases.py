@@ -78,9 +78,12 @@ def learned_cases() -> list[Case]:
     return cases
 
 
-def all_cases() -> list[Case]:
-    """Every case of the matrix, in report order."""
-    cases = classic_cases() + learned_cases()
+def all_cases(matrix: str = "default") -> list[Case]:
+    """Every case of the matrix, in report order (``matrix``: default or full op crossing)."""
+    from bench.matrix import op_cases
+
+    learned = learned_cases()
+    cases = classic_cases() + learned + op_cases(learned, matrix)
     ids = [c.id for c in cases]
     duplicates = {i for i in ids if ids.count(i) > 1}
     if duplicates:

@@ -29,7 +29,8 @@ def _params(cases: list[Case]) -> list:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """``case``: every case of the matrix; ``learned_case``: those of learned codecs."""
     if "case" in metafunc.fixturenames:
-        metafunc.parametrize("case", _params(all_cases()))
+        matrix = metafunc.config.getoption("--matrix")
+        metafunc.parametrize("case", _params(all_cases(matrix)))
     if "learned_case" in metafunc.fixturenames:
         metafunc.parametrize("learned_case", _params(learned_cases()))
 
@@ -100,7 +101,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if _SUMMARY:
         tr = terminalreporter
         tr.section("imgcomp quality (means over images)")
-        head = f"{'case':<40}{'n':>4}{'bpp':>9}{'PSNR':>8}{'SSIM':>8}{'MS-SSIM':>9}"
+        width = max(40, *(len(c) + 2 for c in _SUMMARY))
+        head = f"{'case':<{width}}{'n':>4}{'bpp':>9}{'PSNR':>8}{'SSIM':>8}{'MS-SSIM':>9}"
         head += f"{'base SSIM':>11}{'base bpp':>10}  gate"
         tr.write_line(head)
         for case_id in sorted(_SUMMARY):
@@ -108,7 +110,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             base_ssim = f"{s['baseline_ssim']:.4f}" if s.get("baseline_ssim") is not None else "-"
             base_bpp = f"{s['baseline_bpp']:.4f}" if s.get("baseline_bpp") is not None else "-"
             tr.write_line(
-                f"{case_id:<40}{s['images']:>4}{s['bpp']:>9.4f}{s['psnr']:>8.2f}"
+                f"{case_id:<{width}}{s['images']:>4}{s['bpp']:>9.4f}{s['psnr']:>8.2f}"
                 f"{s['ssim']:>8.4f}{s['ms_ssim']:>9.4f}{base_ssim:>11}{base_bpp:>10}  {s['gate']}"
             )
     if _CHANGES:

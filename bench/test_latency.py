@@ -11,8 +11,26 @@ import pytest
 from bench.cases import Case
 from imgcomp.evaluate import summarize
 
+_PROFILES: dict[str, dict] = {}
 
-def _prepare(case: Case, benchmark, case_results, bench_images, direction: str) -> None:
+
+def _model_size(case: Case, codec, image_hw: tuple[int, int]) -> dict:
+    """Parameters, non-zeros, serialized / zlib size and MACs of a learned codec's model."""
+    if case.id not in _PROFILES:
+        from imgcomp.ops.profile import profile_model
+
+        total = profile_model(codec.model, input_hw=image_hw).total
+        _PROFILES[case.id] = {
+            "parameters": total.parameters,
+            "nonzero_parameters": total.nonzero_parameters,
+            "serialized_bytes": total.serialized_bytes,
+            "compressed_bytes": total.compressed_bytes,
+            "macs": total.macs,
+        }
+    return _PROFILES[case.id]
+
+
+def _prepare(case: Case, benchmark, codec, case_results, bench_images, direction: str) -> None:
     if benchmark.disabled:
         pytest.skip("timings need pytest-benchmark enabled; run them with -n 0")
     results = case_results(case)
@@ -23,20 +41,22 @@ def _prepare(case: Case, benchmark, case_results, bench_images, direction: str) 
         images=len(results),
         **{k: summary[k] for k in ("ssim", "psnr", "ms_ssim", "bpp", "bytes")},
     )
+    if hasattr(codec, "model"):
+        benchmark.extra_info.update(_model_size(case, codec, bench_images[0][1].shape[:2]))
 
 
 @pytest.mark.latency
 def test_encode_latency(case: Case, benchmark, codec_for, case_results, bench_images) -> None:
-    _prepare(case, benchmark, case_results, bench_images, "encode")
     codec = codec_for(case)
+    _prepare(case, benchmark, codec, case_results, bench_images, "encode")
     streams = benchmark(lambda: [codec.encode(img) for _, img in bench_images])
     assert len(streams) == len(bench_images)
 
 
 @pytest.mark.latency
 def test_decode_latency(case: Case, benchmark, codec_for, case_results, bench_images) -> None:
-    _prepare(case, benchmark, case_results, bench_images, "decode")
     codec = codec_for(case)
+    _prepare(case, benchmark, codec, case_results, bench_images, "decode")
     streams = [codec.encode(img) for _, img in bench_images]
     decoded = benchmark(lambda: [codec.decode(s) for s in streams])
     assert [d.shape for d in decoded] == [img.shape for _, img in bench_images]

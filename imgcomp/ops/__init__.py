@@ -93,8 +93,17 @@ def quantize(
 ) -> LearnedCodec:
     """Quantize the transforms of the selected components: ``bf16`` (channels_last), ``int8``
     (static, calibrated on training images; transposed convolutions included) or ``wK``
-    (K = 2..8, per-channel weight-only fake quantization, a precision study)."""
+    (K = 2..8, per-channel weight-only fake quantization, a precision study).
+
+    ``int8`` calibrates on ``calibration`` (uint8 HxWx3 images) or, by default, on 8 fixed
+    crops of the training images (``$IMGCOMP_TRAIN_DIR``; never Kodak).
+    """
     from imgcomp.ops.quant.api import quantize_codec
+
+    if mode == "int8" and calibration is None:
+        from imgcomp.ops.quant.calibration import calibration_images
+
+        calibration = calibration_images()
 
     new, report = quantize_codec(codec, mode, calibration=calibration, components=components)
     new.op_report = report

@@ -1,0 +1,95 @@
+"""The compression-op half of the matrix: learned codecs x pruning x quantization.
+
+Case ids extend the base case's id: ``mbt2018-mean-q3/prune=enc0.3,dec0,ent0:l1/quant=none``.
+``--matrix default`` crosses the shipped mean-scale model at quality 3 (the study's model) with
+the study's encoder/decoder/entropy ratio grid {0, 0.3}^3, structured pruning at 0.3, global
+L1 pruning at 0.5 and the quantization modes; ``--matrix full`` crosses every learned case with
+every pruning and every quantization setting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import product
+
+import imgcomp
+from bench.cases import Case
+from imgcomp.codecs.base import Codec
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One pruning or quantization setting: its id tag and how to apply it to a codec."""
+
+    tag: str
+    apply: Callable[[Codec], Codec] = field(compare=False)
+
+
+def _prune(tag: str, **kwargs) -> OpSpec:
+    return OpSpec(tag, lambda codec: imgcomp.prune(codec, **kwargs))
+
+
+def _quant(mode: str) -> OpSpec:
+    return OpSpec(mode, lambda codec: imgcomp.quantize(codec, mode))
+
+
+#: The study's grid: encoder / decoder / entropy-model ratios in {0, 0.3}, L1 unstructured.
+STUDY_GRID = [
+    _prune(f"enc{e:g},dec{d:g},ent{n:g}:l1", encoder=e, decoder=d, entropy=n)
+    for e, d, n in product((0.0, 0.3), repeat=3)
+    if (e, d, n) != (0, 0, 0)
+]
+STRUCTURED = _prune(
+    "enc0.3,dec0.3,ent0.3:structured",
+    encoder=0.3,
+    decoder=0.3,
+    entropy=0.3,
+    method="structured",
+    importance="activation",
+    recover_steps=60,
+)
+GLOBAL = _prune(
+    "enc0.5,dec0.5,ent0.5:l1-global", encoder=0.5, decoder=0.5, entropy=0.5, scope="global"
+)
+PRUNINGS = [*STUDY_GRID, STRUCTURED, GLOBAL]
+QUANTIZATIONS = [_quant(mode) for mode in ("bf16", "int8", "w8", "w4")]
+
+#: Base case of the default matrix (the shipped mean-scale model the study-style table uses).
+DEFAULT_BASE = "mbt2018-mean-q3"
+#: Ops CI runs on every push (with the base they apply to).
+QUICK = {"enc0.3,dec0.3,ent0.3:structured/quant=none", "none/quant=int8", "none/quant=bf16"}
+
+
+def op_case(base: Case, prune: OpSpec | None, quant: OpSpec | None) -> Case:
+    """``base`` with a pruning and/or a quantization applied, in that order."""
+    ptag, qtag = prune.tag if prune else "none", quant.tag if quant else "none"
+
+    def factory(device: str) -> Codec:
+        codec = base.build(device)
+        if prune:
+            codec = prune.apply(codec)
+        if quant:
+            codec = quant.apply(codec)
+        return codec
+
+    return Case(
+        id=f"{base.id}/prune={ptag}/quant={qtag}",
+        family=base.id,
+        factory=factory,
+        tolerance=base.tolerance,
+        quick=base.id == DEFAULT_BASE and f"{ptag}/quant={qtag}" in QUICK,
+    )
+
+
+def op_cases(bases: list[Case], matrix: str = "default") -> list[Case]:
+    """The op cases of ``matrix`` (default or full) over the learned ``bases``."""
+    if matrix == "full":
+        combos = [(p, q) for p in [None, *PRUNINGS] for q in [None, *QUANTIZATIONS]]
+        return [op_case(b, p, q) for b in bases for p, q in combos if p or q]
+    if matrix != "default":
+        raise ValueError(f"--matrix must be default or full, not {matrix!r}")
+    base = [b for b in bases if b.id == DEFAULT_BASE]
+    combos = [(p, None) for p in PRUNINGS] + [(None, q) for q in QUANTIZATIONS]
+    combos.append((STRUCTURED, QUANTIZATIONS[1]))  # structured + int8: the fast configuration
+    return [op_case(b, p, q) for b in base for p, q in combos]

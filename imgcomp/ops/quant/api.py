@@ -1,0 +1,241 @@
+"""``quantize_model``: bf16, static int8 or K-bit weight-only quantization of a model's
+transforms (g_a for the encoder, g_s for the decoder, h_a/h_s for the entropy component; the
+entropy densities always stay float32)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from torch import nn
+
+from imgcomp.codecs.learned import LearnedCodec
+from imgcomp.errors import ImgcompError
+from imgcomp.nn.balle import BalleModel
+from imgcomp.ops.base import check_component, copy_model, derive, require_learned
+from imgcomp.ops.quant.bf16 import Bf16Transform, to_bf16
+from imgcomp.ops.quant.calibration import capture_inputs
+from imgcomp.ops.quant.int8 import (
+    DECONV_MODES,
+    GDN_MODES,
+    Int8Transform,
+    latent_layers,
+    quantize_int8,
+)
+from imgcomp.ops.quant.report import LayerInfo, QuantReport, serialized_bytes
+from imgcomp.ops.quant.weights import (
+    check_bits,
+    conv_layers,
+    fake_quantize_weight,
+    out_channels,
+    packed_bytes,
+)
+
+__all__ = [
+    "DEFAULT_COMPONENTS",
+    "MODES",
+    "packed_weight_bytes",
+    "parse_mode",
+    "quantize_codec",
+    "quantize_model",
+    "selected_transforms",
+]
+
+#: Modes :func:`quantize_model` accepts.
+MODES = ("bf16", "int8", *(f"w{k}" for k in range(2, 9)))
+DEFAULT_COMPONENTS = ("encoder", "decoder")
+
+_TRANSFORMS = {"encoder": ("g_a",), "decoder": ("g_s",), "entropy": ("h_a", "h_s")}
+
+
+def parse_mode(mode: object) -> tuple[str, int | None]:
+    """``("bf16", None)``, ``("int8", None)`` or ``("w", K)``; ImgcompError otherwise."""
+    if isinstance(mode, str):
+        if mode in ("bf16", "int8"):
+            return mode, None
+        m = re.fullmatch(r"w(\d)", mode)
+        if m and 2 <= int(m.group(1)) <= 8:
+            return "w", int(m.group(1))
+    raise ImgcompError(f"unknown quantization mode {mode!r}; modes are {', '.join(MODES)}")
+
+
+def _components(components: object) -> tuple[str, ...]:
+    if isinstance(components, str):
+        components = (components,)
+    try:
+        names = tuple(dict.fromkeys(check_component(c) for c in components))  # type: ignore[union-attr]
+    except TypeError:
+        raise ImgcompError(f"components must be a sequence of names, got {components!r}") from None
+    if not names:
+        raise ImgcompError("select at least one component")
+    return names
+
+
+def selected_transforms(
+    model: BalleModel, components: Sequence[str] = DEFAULT_COMPONENTS
+) -> dict[str, nn.Module]:
+    """Attribute name -> transform (g_a, g_s, h_a, h_s) of the selected components that the
+    model has (a factorized prior's entropy component has none)."""
+    out = {}
+    for comp in _components(components):
+        for attr in _TRANSFORMS[comp]:
+            m = getattr(model, attr, None)
+            if isinstance(m, nn.Module):
+                out[attr] = m
+    return out
+
+
+def _check_model(model: object) -> BalleModel:
+    if not isinstance(model, BalleModel):
+        raise ImgcompError(f"quantize_model needs a BalleModel, got {type(model).__name__}")
+    return model
+
+
+def quantize_model(
+    model: BalleModel,
+    mode: str,
+    calibration: Sequence[np.ndarray] | None = None,
+    components: Sequence[str] = DEFAULT_COMPONENTS,
+    *,
+    deconv: str = "subpixel",
+    gdn: str = "int8",
+    float_activations: Sequence[str] | None = None,
+) -> QuantReport:
+    """Quantize, in place, the transforms of ``model``'s selected components.
+
+    ``mode``: ``"bf16"`` (bf16 channels_last inside a float32 NCHW interface), ``"int8"``
+    (static FX post-training quantization calibrated on ``calibration``, uint8 (H, W, 3) training
+    crops, see :func:`calibration_images`; ``deconv`` / ``gdn`` choose how transposed convs and
+    GDN are quantized, see :mod:`imgcomp.ops.quant.int8`) or ``"w2"``..``"w8"`` (weight-only
+    per-channel fake quantization, float32 kept). Call it on a copy: it replaces submodules.
+
+    int8 runs the layers that read or write a latent (g_a's last conv, g_s's first transposed
+    conv, the first and last of h_a / h_s) on float32 activations, their weights still stored in
+    int8: ``float_activations`` replaces that choice with qualified layer names (e.g.
+    ``["g_s.0"]``; ``[]`` makes every layer int8 throughout).
+    """
+    model = _check_model(model)
+    kind, bits = parse_mode(mode)
+    comps = _components(components)
+    if deconv not in DECONV_MODES:
+        raise ImgcompError(f"deconv must be one of {DECONV_MODES}, got {deconv!r}")
+    if gdn not in GDN_MODES:
+        raise ImgcompError(f"gdn must be one of {GDN_MODES}, got {gdn!r}")
+    transforms = selected_transforms(model, comps)
+    if float_activations is not None and kind != "int8":
+        raise ImgcompError("float_activations applies to the int8 mode only")
+    keep = _float_layers(transforms, float_activations) if kind == "int8" else {}
+    for attr, m in transforms.items():
+        if isinstance(m, (Bf16Transform, Int8Transform)):
+            raise ImgcompError(f"{attr} is already quantized ({type(m).__name__})")
+    notes = []
+    if "entropy" in comps:
+        notes.append("entropy densities (factorized / Gaussian conditional) stay float32")
+    if not transforms:
+        notes.append("the selected components have no transforms to quantize")
+    before = serialized_bytes(transforms.values())
+    layers: list[LayerInfo] = []
+    engine = None
+    packed = None
+    if kind == "bf16":
+        for attr, m in transforms.items():
+            wrapped, info = to_bf16(m, attr)
+            setattr(model, attr, wrapped)
+            layers += info
+    elif kind == "int8":
+        if calibration is None or len(calibration) == 0:
+            raise ImgcompError(
+                "int8 needs calibration images (uint8 HxWx3 training crops); "
+                "see imgcomp.ops.quantization.calibration_images()"
+            )
+        if any(p.device.type != "cpu" for p in model.parameters()):
+            raise ImgcompError("int8 quantization runs on the CPU; move the model there first")
+        model.eval()
+        inputs = capture_inputs(model, transforms, calibration) if transforms else {}
+        for attr, m in transforms.items():
+            wrapped, info = quantize_int8(
+                m, inputs[attr], attr, deconv=deconv, gdn=gdn, float_activations=keep.get(attr, {})
+            )
+            setattr(model, attr, wrapped)
+            layers += info
+            engine = wrapped.engine
+    else:
+        assert bits is not None
+        for attr, m in transforms.items():
+            for name, layer in conv_layers(m, attr):
+                layer.weight.data.copy_(fake_quantize_weight(layer, bits))
+                layers.append(
+                    LayerInfo(
+                        name,
+                        type(layer).__name__,
+                        True,
+                        f"{bits}-bit symmetric per-output-channel weights (float32 storage)",
+                        weights=f"int{bits}",
+                    )
+                )
+        packed = _packed_transforms(transforms.values(), bits)
+    after = serialized_bytes(selected_transforms(model, comps).values())
+    return QuantReport(mode, comps, layers, before, after, packed, engine, notes)
+
+
+def _float_layers(
+    transforms: dict[str, nn.Module], names: Sequence[str] | None
+) -> dict[str, dict[str, str]]:
+    """Per transform: the layers on float32 activations and why (default: latent-facing)."""
+    if names is None:
+        return {attr: latent_layers(attr, m) for attr, m in transforms.items()}
+    if isinstance(names, str):
+        names = [names]
+    out: dict[str, dict[str, str]] = {attr: {} for attr in transforms}
+    for name in names:
+        attr, _, rest = str(name).partition(".")
+        if attr not in transforms or not rest:
+            raise ImgcompError(
+                f"float_activations names layers of the selected transforms "
+                f"({', '.join(transforms)}), e.g. 'g_s.0'; got {name!r}"
+            )
+        out[attr][rest] = "requested (float_activations)"
+    return out
+
+
+def _packed_transforms(modules, bits: int) -> int:
+    modules = list(modules)
+    convs = {id(layer.weight): out_channels(layer) for m in modules for _, layer in conv_layers(m)}
+    state = [(k, t) for m in modules for k, t in m.state_dict(keep_vars=True).items()]
+    return packed_bytes(state, convs, bits)
+
+
+def packed_weight_bytes(
+    model: BalleModel, bits: int, components: Sequence[str] = DEFAULT_COMPONENTS
+) -> int:
+    """Bytes of the whole model with the conv / transposed-conv weights of the selected
+    components packed at ``bits`` bits each plus one float32 scale per output channel; every
+    other tensor of the state dict (biases, GDN, entropy model, ...) at its own size."""
+    model = _check_model(model)
+    bits = check_bits(bits)
+    convs = {
+        id(layer.weight): out_channels(layer)
+        for m in selected_transforms(model, components).values()
+        for _, layer in conv_layers(m)
+    }
+    return packed_bytes(model.state_dict(keep_vars=True).items(), convs, bits)
+
+
+def quantize_codec(
+    codec: LearnedCodec,
+    mode: str,
+    calibration: Sequence[np.ndarray] | None = None,
+    components: Sequence[str] = DEFAULT_COMPONENTS,
+    **options: object,
+) -> tuple[LearnedCodec, QuantReport]:
+    """A new codec whose model copy is quantized (the given codec is left as it is)."""
+    codec = require_learned(codec)
+    parse_mode(mode)
+    comps = _components(components)
+    if mode == "int8" and codec.device.type != "cpu":
+        raise ImgcompError("int8 codecs run on the CPU; create the codec with device='cpu'")
+    model = copy_model(codec)
+    report = quantize_model(model, mode, calibration, comps, **options)  # type: ignore[arg-type]
+    extra = "".join(f";{k}={v}" for k, v in sorted(options.items()))
+    return derive(codec, model, f"quantize:{mode}:{'+'.join(comps)}{extra}"), report

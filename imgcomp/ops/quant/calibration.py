@@ -1,0 +1,84 @@
+"""Calibration data for static int8 quantization: training crops (never Kodak) and the inputs
+each transform sees on them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from imgcomp.errors import ImgcompError
+from imgcomp.images import load_image, validate_rgb8
+from imgcomp.nn.balle import BalleModel
+
+__all__ = ["calibration_images", "capture_inputs", "image_tensor"]
+
+
+def calibration_images(
+    n: int = 8, size: int = 256, seed: int = 0, data_dir: str | os.PathLike[str] | None = None
+) -> list[np.ndarray]:
+    """``n`` uint8 (H, W, 3) crops of at most ``size`` x ``size`` from the training images.
+
+    Files and crop positions come from ``numpy.random.default_rng(seed)`` over the sorted
+    listing of :func:`imgcomp.train.list_training_images` (which refuses Kodak), so the same
+    arguments give the same crops. ``data_dir`` defaults to ``$IMGCOMP_TRAIN_DIR`` or
+    ``shared/data/train``.
+    """
+    from imgcomp.train import default_data_dir, list_training_images
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ImgcompError(f"n must be a positive integer, got {n!r}")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 16:
+        raise ImgcompError(f"size must be an integer >= 16, got {size!r}")
+    files = list_training_images(default_data_dir() if data_dir is None else data_dir)
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(files), size=n, replace=n > len(files))
+    crops = []
+    for i in picks:
+        img = load_image(files[int(i)])
+        h, w = img.shape[:2]
+        ch, cw = min(size, h), min(size, w)
+        top = int(rng.integers(0, h - ch + 1))
+        left = int(rng.integers(0, w - cw + 1))
+        crops.append(np.ascontiguousarray(img[top : top + ch, left : left + cw]))
+    return crops
+
+
+def image_tensor(img: np.ndarray, factor: int) -> Tensor:
+    """[1, 3, H', W'] float32 in [0, 1], edge-padded to multiples of ``factor`` (as codecs do)."""
+    img = validate_rgb8(img)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
+    h, w = img.shape[:2]
+    pad_h, pad_w = -h % factor, -w % factor
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return x
+
+
+def capture_inputs(
+    model: BalleModel, modules: dict[str, nn.Module], images: Sequence[np.ndarray]
+) -> dict[str, list[Tensor]]:
+    """The input of each of ``modules`` (name -> submodule of ``model``) while the float model
+    encodes and reconstructs each image in eval mode: what calibration must see."""
+    if len(images) == 0:
+        raise ImgcompError("calibration needs at least one image")
+    seen: dict[str, list[Tensor]] = {name: [] for name in modules}
+    hooks = [
+        m.register_forward_pre_hook(
+            lambda _m, args, name=name: seen[name].append(args[0].detach().clone())
+        )
+        for name, m in modules.items()
+    ]
+    try:
+        with torch.no_grad():
+            for img in images:
+                lat = model.quantize_latents(image_tensor(img, model.downsampling_factor))
+                model.synthesis(lat["y_hat"])
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen

@@ -1,0 +1,253 @@
+"""Measure the quantization modes: latency, SSIM and bpp on Kodak, SSIM vs weight bits.
+
+Run (from the repository root)::
+
+    IMGCOMP_KODAK_DIR=../shared/data/kodak python -m imgcomp.ops.quant.measure \\
+        [--images 4] [--threads 2] [--repeats 5] [--json out.json] [--no-large]
+
+Variants run interleaved (each repeat times every variant on every image in turn), so load from
+other processes spreads over all of them; per image the median over repeats is kept, and tables
+show the mean of those medians over images and the smallest single time seen. ``f32-cl`` is not
+a mode: float32 with channels_last activations, a reference for what memory format alone buys.
+``int8-gdnf`` keeps GDN float, ``int8-native`` uses FX's quantized ConvTranspose2d, ``int8-all``
+also quantizes h_a / h_s (the entropy component); ``int8`` is the default (encoder + decoder).
+Encode / decode are the codec's full paths (transforms and entropy coding); ``g_s`` is the
+synthesis transform alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+import imgcomp
+from imgcomp.codecs.learned import LearnedCodec
+from imgcomp.data import load_dataset
+from imgcomp.metrics import bpp as bits_per_pixel
+from imgcomp.metrics import ssim
+from imgcomp.ops.base import copy_model, derive
+from imgcomp.ops.quant.api import quantize_codec
+from imgcomp.ops.quant.calibration import calibration_images
+
+
+class _ChannelsLast(nn.Module):
+    """float32 transform run on channels_last activations (reference only)."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner.to(memory_format=torch.channels_last)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.inner(x.contiguous(memory_format=torch.channels_last))
+        return out.contiguous()
+
+
+def _f32_channels_last(codec: LearnedCodec) -> LearnedCodec:
+    model = copy_model(codec)
+    model.g_a, model.g_s = _ChannelsLast(model.g_a), _ChannelsLast(model.g_s)
+    return derive(codec, model, "reference:f32-channels-last")
+
+
+@dataclass
+class _Row:
+    encode: list[list[float]] = field(default_factory=list)  # [image][repeat]
+    decode: list[list[float]] = field(default_factory=list)
+    synth: list[list[float]] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    bpp: list[float] = field(default_factory=list)
+    exact: bool = True
+    quantize_s: float = 0.0
+
+    def summary(self) -> dict[str, float | bool]:
+        def agg(runs: list[list[float]]) -> tuple[float, float]:
+            med = [statistics.median(r) for r in runs]
+            return 1e3 * float(np.mean(med)), 1e3 * min(min(r) for r in runs)
+
+        enc, enc_min = agg(self.encode)
+        dec, dec_min = agg(self.decode)
+        syn, syn_min = agg(self.synth)
+        out: dict[str, float | bool] = {
+            "encode_ms": enc,
+            "encode_min_ms": enc_min,
+            "decode_ms": dec,
+            "decode_min_ms": dec_min,
+            "g_s_ms": syn,
+            "g_s_min_ms": syn_min,
+            "exact": self.exact,
+            "quantize_s": self.quantize_s,
+        }
+        if self.ssim:
+            out["ssim"] = float(np.mean(self.ssim))
+            out["bpp"] = float(np.mean(self.bpp))
+        return out
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, object]:
+    t = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t, out
+
+
+def _build(
+    base: LearnedCodec, modes: list[str], calib: list[np.ndarray]
+) -> tuple[dict[str, tuple[LearnedCodec, float]], dict[str, float]]:
+    """The codecs to compare (with the seconds quantization took) and their size ratios."""
+    out: dict[str, tuple[LearnedCodec, float]] = {"float": (base, 0.0)}
+    sizes = {"float": 1.0}
+    for name in modes:
+        t = time.perf_counter()
+        if name == "f32-cl":
+            codec, ratio = _f32_channels_last(base), 1.0
+        else:
+            mode, options = name, {}
+            if name == "int8-gdnf":
+                mode, options = "int8", {"gdn": "float"}
+            elif name == "int8-native":
+                mode, options = "int8", {"deconv": "native"}
+            elif name == "int8-all":
+                mode, options = "int8", {"components": ("encoder", "decoder", "entropy")}
+            codec, report = quantize_codec(base, mode, calib if mode == "int8" else None, **options)
+            ratio = report.size_ratio
+        out[name] = (codec, time.perf_counter() - t)
+        sizes[name] = ratio
+    return out, sizes
+
+
+def run_latency(
+    codecs: dict[str, tuple[LearnedCodec, float]],
+    images: list[np.ndarray],
+    repeats: int,
+    quality: bool,
+) -> dict[str, dict[str, float | bool]]:
+    """Interleaved timing of every codec on every image; SSIM / bpp when ``quality``."""
+    rows = {name: _Row(quantize_s=t) for name, (_, t) in codecs.items()}
+    streams: dict[str, list[bytes]] = {}
+    for name, (codec, _) in codecs.items():  # warm-up, streams, quality, exactness
+        streams[name] = [codec.encode(img) for img in images]
+        for img, data in zip(images, streams[name], strict=True):
+            rec = codec.decode(data)
+            rows[name].exact &= bool(np.array_equal(rec, codec.reconstruct(img)))
+            if quality:
+                rows[name].ssim.append(ssim(img, rec))
+                rows[name].bpp.append(bits_per_pixel(len(data), *img.shape[:2]))
+        r = rows[name]
+        r.encode, r.decode, r.synth = ([[] for _ in images] for _ in range(3))
+    latents = {}
+    for name, (codec, _) in codecs.items():
+        with torch.inference_mode():
+            latents[name] = [
+                codec.model.quantize_latents(codec._to_input(img))["y_hat"] for img in images
+            ]
+    for _ in range(repeats):
+        for name, (codec, _) in codecs.items():
+            r = rows[name]
+            for i, img in enumerate(images):
+                r.encode[i].append(_timed(lambda c=codec, im=img: c.encode(im))[0])
+                r.decode[i].append(_timed(lambda c=codec, d=streams[name][i]: c.decode(d))[0])
+                with torch.inference_mode():
+                    y = latents[name][i]
+                    r.synth[i].append(_timed(lambda c=codec, y=y: c.model.g_s(y))[0])
+    return {name: row.summary() for name, row in rows.items()}
+
+
+def run_bits_table(base: LearnedCodec, images: list[np.ndarray]) -> dict[str, dict[str, float]]:
+    """Mean SSIM and bpp of wK (K = 2..8) on encoder + decoder, and of float."""
+    table = {}
+    for name in ["float", *(f"w{k}" for k in range(8, 1, -1))]:
+        codec = base if name == "float" else quantize_codec(base, name)[0]
+        s, b = [], []
+        for img in images:
+            data = codec.encode(img)
+            s.append(ssim(img, codec.decode(data)))
+            b.append(bits_per_pixel(len(data), *img.shape[:2]))
+        table[name] = {"ssim": float(np.mean(s)), "bpp": float(np.mean(b))}
+    return table
+
+
+def _markdown(rows: dict[str, dict], cols: list[str]) -> str:
+    head = "| variant | " + " | ".join(cols) + " |"
+    sep = "|---" * (len(cols) + 1) + "|"
+    body = []
+    for name, r in rows.items():
+        cells = []
+        for c in cols:
+            v = r.get(c, "")
+            cells.append(
+                f"{v:.4f}"
+                if isinstance(v, float) and c in ("ssim", "bpp")
+                else f"{v:.1f}"
+                if isinstance(v, float)
+                else str(v)
+            )
+        body.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join([head, sep, *body])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--calibration", type=int, default=8, help="training crops for int8")
+    ap.add_argument("--quality", type=int, default=3)
+    ap.add_argument("--no-large", action="store_true", help="skip the N=128, M=192 model")
+    ap.add_argument("--json", help="write all results here")
+    args = ap.parse_args(argv)
+
+    torch.set_num_threads(args.threads)
+    images = [item.load() for item in load_dataset("kodak", download=False).subset(args.images)]
+    calib = calibration_images(n=args.calibration, size=256, seed=0)
+    modes = ["f32-cl", "bf16", "int8", "int8-gdnf", "int8-native", "int8-all", "w8", "w4"]
+    results: dict[str, object] = {
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "images": [f"kodim{i + 1:02d}" for i in range(len(images))],
+        "engine": torch.backends.quantized.engine,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+
+    base = imgcomp.create_codec("mbt2018-mean", quality=args.quality)
+    codecs, sizes = _build(base, modes, calib)
+    trained = run_latency(codecs, images, args.repeats, quality=True)
+    for name, ratio in sizes.items():
+        trained[name]["size_ratio"] = ratio
+        trained[name]["decode_ratio"] = trained[name]["decode_ms"] / trained["float"]["decode_ms"]
+    results["trained"] = trained
+    cols = ["encode_ms", "decode_ms", "decode_ratio", "g_s_ms", "decode_min_ms", "ssim", "bpp"]
+    cols += ["size_ratio", "exact"]
+    print(
+        f"## mbt2018-mean quality {args.quality}, {len(images)} Kodak images, "
+        f"{args.threads} threads, median of {args.repeats}\n"
+    )
+    print(_markdown(trained, cols) + "\n")
+
+    bits = run_bits_table(base, images)
+    results["ssim_vs_bits"] = bits
+    print("## SSIM vs weight bits (encoder + decoder weights, w K)\n")
+    print(_markdown(bits, ["ssim", "bpp"]) + "\n")
+
+    if not args.no_large:
+        big = imgcomp.create_codec("mbt2018-mean", pretrained=False, N=128, M=192, seed=0)
+        large_modes = ["f32-cl", "bf16", "int8", "w8", "w4"]
+        large = run_latency(
+            _build(big, large_modes, calib), images, max(1, args.repeats // 2), quality=False
+        )
+        results["large"] = large
+        print("## random-weight mbt2018-mean N=128, M=192 (latency only)\n")
+        print(_markdown(large, ["encode_ms", "decode_ms", "decode_ratio", "g_s_ms", "exact"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

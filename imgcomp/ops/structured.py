@@ -1,0 +1,552 @@
+"""Structured pruning: remove whole channels of the Ballé/Minnen models, so they really shrink.
+
+torch-pruning's ``DependencyGraph`` finds which layers share a channel index; custom pruners teach
+it GDN/IGDN (``beta`` [C], ``gamma`` [C, C] sliced on both axes) and the factorized density
+(every per-channel parameter, ``quantiles`` included). The dependency rules live in
+:func:`channel_groups` (which groups exist, which components each touches) and
+:func:`_coupling_forward` (the data flow torch-pruning traces):
+
+============  =====================================  ============================================
+group         root (producer, output channels)       also sliced
+============  =====================================  ============================================
+encoder x3    ``g_a.0``, ``g_a.2``, ``g_a.4`` (N)    its GDN, the next conv's input channels
+decoder x3    ``g_s.0``, ``g_s.2``, ``g_s.4`` (N)    its IGDN, the next deconv's input channels
+entropy x4    ``h_a.0``, ``h_a.2``, ``h_s.0``,       the next layer's input channels
+              ``h_s.2`` (hyperpriors only)
+entropy (z)   ``h_a.4`` (N, hyperpriors)             ``z_prior`` density, ``h_s.0`` input
+latent (y)    ``g_a.6`` (M)                          ``g_s.0`` and ``h_a.0`` inputs; ``h_s.4``
+                                                     outputs (mean-scale: channel i in both the
+                                                     scales and the means half); ``y_prior``
+============  =====================================  ============================================
+
+Ratios are given per component (``encoder``, ``decoder``, ``entropy``). A group is pruned only
+when *every* component it touches is selected, at the smallest of their ratios: the latent width
+M couples encoder, decoder and entropy model, so it shrinks only when all three are pruned, by the
+smallest of the three ratios; every other group belongs to one component. So a component that is
+not selected (or has ratio 0) is never touched. The factorized model's entropy component is just
+``y_prior``: on its own it has nothing to prune. Each group keeps ``max(1, round((1 - r) * C))``
+channels, those with the largest L1 (or L2) norm of the root's output filters (a
+``ConvTranspose2d`` keeps its output channels in weight dim 1), measured on the unpruned model.
+``importance="activation"`` ranks instead by each channel's contribution to the layers that read
+it, ``E|input_j| * ||W[:, j]||_1`` summed over those layers, with input statistics from
+calibration images. Trained codecs spread their filter norms evenly, so the filter norm alone
+picks poorly: shipped mbt2018-mean q3, decoder pruned by 0.3, no fine-tuning, kodim01-04 mean
+PSNR 11.9 dB with L1, 19.3 dB with activation (unpruned 28.0). :func:`recover` fine-tunes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import Tensor, nn
+
+from imgcomp.codecs.learned import LearnedCodec
+from imgcomp.errors import ImgcompError
+from imgcomp.nn.balle import BalleModel, FactorizedPrior
+from imgcomp.nn.density import FactorizedDensity
+from imgcomp.nn.gdn import GDN
+from imgcomp.ops.base import COMPONENTS, check_component, copy_model, derive, require_learned
+
+__all__ = [
+    "IMPORTANCES",
+    "ChannelGroup",
+    "ContributionImportance",
+    "DensityPruner",
+    "GDNPruner",
+    "GroupPruning",
+    "LayerWidth",
+    "RecoverResult",
+    "StructuredReport",
+    "channel_groups",
+    "prune_codec_structured",
+    "prune_structured",
+    "recover",
+    "structured_op",
+]
+
+#: Importance criteria: norm (p) of each output channel's filter in the group's root layer, or
+#: ``activation`` (data-driven, needs calibration images; see the module docstring).
+IMPORTANCES: dict[str, int | None] = {"l1": 1, "l2": 2, "activation": None}
+
+
+# -- custom pruners for torch-pruning ----------------------------------------------------------
+def _keep_index(channels: int, idxs: Sequence[int], device: torch.device) -> Tensor:
+    drop = set(int(i) for i in idxs)
+    return torch.tensor([i for i in range(channels) if i not in drop], device=device)
+
+
+class GDNPruner(tp.pruner.function.BasePruningFunc):
+    """Removes channels from GDN/IGDN: ``beta[keep]`` and ``gamma[keep][:, keep]``.
+
+    GDN maps channel i to channel i, so pruning its input prunes its output (intra-layer rule).
+    """
+
+    TARGET_MODULES = (GDN,)
+
+    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        keep = _keep_index(layer.channels, idxs, layer.beta.device)
+        layer.beta = nn.Parameter(layer.beta.data[keep].clone())
+        layer.gamma = nn.Parameter(layer.gamma.data[keep][:, keep].clone())
+        layer.channels = int(keep.numel())
+        return layer
+
+    prune_in_channels = prune_out_channels
+
+    def get_out_channels(self, layer: nn.Module) -> int:
+        return layer.channels
+
+    get_in_channels = get_out_channels
+
+
+class DensityPruner(tp.pruner.function.BasePruningFunc):
+    """Removes channels from a FactorizedDensity: every per-channel parameter, in dim 0."""
+
+    TARGET_MODULES = (FactorizedDensity,)
+
+    def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        keep = _keep_index(layer.channels, idxs, layer.quantiles.device)
+        for plist in (layer.matrices, layer.biases, layer.factors):
+            for k in range(len(plist)):
+                plist[k] = nn.Parameter(plist[k].data[keep].clone())
+        layer.quantiles = nn.Parameter(layer.quantiles.data[keep].clone())
+        layer.channels = int(keep.numel())
+        return layer
+
+    prune_in_channels = prune_out_channels
+
+    def get_out_channels(self, layer: nn.Module) -> int:
+        return layer.channels
+
+    get_in_channels = get_out_channels
+
+
+_CUSTOM_PRUNERS = {GDN: GDNPruner(), FactorizedDensity: DensityPruner()}
+
+
+# -- dependency rules --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChannelGroup:
+    """A set of coupled channels: the output channels of ``root`` and all that consume them."""
+
+    root: str
+    components: tuple[str, ...]
+
+    def ratio(self, ratios: Mapping[str, float]) -> float | None:
+        """The group's pruning ratio: smallest ratio of its components; None unless all given."""
+        if not all(c in ratios for c in self.components):
+            return None
+        return min(float(ratios[c]) for c in self.components)
+
+
+def channel_groups(model: BalleModel) -> list[ChannelGroup]:
+    """The prunable channel groups of ``model`` (see the module docstring's table)."""
+    groups = [ChannelGroup(f"g_a.{i}", ("encoder",)) for i in (0, 2, 4)]
+    groups += [ChannelGroup(f"g_s.{i}", ("decoder",)) for i in (0, 2, 4)]
+    if not isinstance(model, FactorizedPrior):
+        groups += [ChannelGroup(f"h_a.{i}", ("entropy",)) for i in (0, 2, 4)]  # h_a.4 makes z
+        groups += [ChannelGroup(f"h_s.{i}", ("entropy",)) for i in (0, 2)]
+    groups.append(ChannelGroup("g_a.6", COMPONENTS))  # the latent y
+    return groups
+
+
+def _coupling_forward(model: BalleModel, x: Tensor) -> Tensor:
+    """The data flow torch-pruning traces (eval mode): transforms, densities and y's coupling.
+
+    y channel i is coded with ``scales[:, i]`` (and ``means[:, i]``): an elementwise coupling,
+    written here with each chunk of h_s's output used exactly once - torch-pruning maps the
+    uses of a ``chunk`` to chunk positions and mis-indexes a chunk that is used twice, as the
+    Gaussian conditional does with the means.
+    """
+    y = model.analysis(x)
+    if isinstance(model, FactorizedPrior):
+        y_hat, _ = model.y_prior(y, training=False)
+        return model.synthesis(y_hat)
+    z_hat, _ = model.z_prior(model.hyper_analysis(y), training=False)
+    scales, means = model.hyper_synthesis(z_hat)
+    y_hat = y * scales if means is None else (y - means) * scales
+    return model.synthesis(y_hat)
+
+
+def _dependency_graph(model: BalleModel) -> tp.DependencyGraph:
+    f = model.downsampling_factor
+    device = next(model.parameters()).device
+    x = torch.rand(1, 3, f, f, generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.inference_mode(False), torch.enable_grad():
+        return tp.DependencyGraph().build_dependency(
+            model,
+            example_inputs=x,
+            forward_fn=_coupling_forward,
+            customized_pruners=_CUSTOM_PRUNERS,
+            verbose=False,
+        )
+
+
+def _owners(model: BalleModel) -> dict[nn.Module, str]:
+    """Module -> component that holds it."""
+    owner = {}
+    for name, modules in model.components.items():
+        for module in modules:
+            for sub in module.modules():
+                owner[sub] = name
+    return owner
+
+
+class ContributionImportance(tp.importance.Importance):
+    """Channel j of a group scores ``sum over its readers of E|input_j| * ||W[:, j]||_1``.
+
+    The mean absolute inputs of every conv / deconv are recorded once, on ``calibration``
+    images passed through the model in eval mode (quantized latents, as the codec runs it).
+    """
+
+    def __init__(self, model: BalleModel, calibration: Tensor, batch: int = 4) -> None:
+        self.mean_abs: dict[nn.Module, Tensor] = {}
+        sums: dict[nn.Module, Tensor] = {}
+
+        def record(module: nn.Module, inputs: tuple[Tensor, ...]) -> None:
+            v = inputs[0].detach().abs().mean((2, 3)).sum(0)
+            sums[module] = sums[module] + v if module in sums else v
+
+        convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+        hooks = [m.register_forward_pre_hook(record) for m in convs]
+        try:
+            with torch.no_grad():
+                for x in calibration.split(batch):
+                    model.synthesis(model.quantize_latents(x)["y_hat"])
+        finally:
+            for h in hooks:
+                h.remove()
+        n = calibration.size(0)
+        self.mean_abs = {m: v / n for m, v in sums.items()}
+
+    @torch.no_grad()
+    def __call__(self, group: tp.Group) -> Tensor:
+        n = len(group[0].idxs)
+        scores = torch.zeros(n, dtype=torch.float64)
+        for item in group:
+            layer = item.dep.target.module
+            if item.dep.handler != tp.prune_conv_in_channels or layer not in self.mean_abs:
+                continue
+            w = layer.weight.detach().abs().double()
+            per_input = w.sum((1, 2, 3)) if layer.transposed else w.sum((0, 2, 3))
+            local = (self.mean_abs[layer].double().cpu() * per_input.cpu())[item.idxs]
+            scores.scatter_add_(0, torch.tensor(item.root_idxs), local)
+        return scores
+
+
+# -- report ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerWidth:
+    """Channel counts of one layer (conv, deconv, GDN or density) before and after pruning."""
+
+    name: str
+    kind: str
+    in_before: int
+    in_after: int
+    out_before: int
+    out_after: int
+
+    @property
+    def changed(self) -> bool:
+        return (self.in_before, self.out_before) != (self.in_after, self.out_after)
+
+
+@dataclass(frozen=True)
+class GroupPruning:
+    """One pruned channel group: its root, components, ratio and the channels removed."""
+
+    root: str
+    components: tuple[str, ...]
+    ratio: float
+    channels_before: int
+    channels_after: int
+    removed: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StructuredReport:
+    """What :func:`prune_structured` did: groups pruned, per-layer widths, parameter counts."""
+
+    arch: str
+    ratios: dict[str, float]
+    importance: str
+    groups: tuple[GroupPruning, ...]
+    layers: tuple[LayerWidth, ...]
+    params_before: int
+    params_after: int
+    config_before: dict[str, Any]
+    config_after: dict[str, Any]
+
+    @property
+    def param_fraction(self) -> float:
+        """``params_after / params_before``."""
+        return self.params_after / self.params_before
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON types (for benchmark records)."""
+        out = asdict(self)
+        out["param_fraction"] = self.param_fraction
+        return out
+
+    def summary(self) -> str:
+        """Readable table of the changed layers and the parameter counts."""
+        lines = [f"{'layer':<10} {'kind':<18} {'in':>11} {'out':>11}"]
+        for w in self.layers:
+            if w.changed:
+                cin, cout = f"{w.in_before}->{w.in_after}", f"{w.out_before}->{w.out_after}"
+                lines.append(f"{w.name:<10} {w.kind:<18} {cin:>11} {cout:>11}")
+        lines.append(
+            f"params {self.params_before} -> {self.params_after} ({self.param_fraction:.1%}); "
+            f"config {self.config_before} -> {self.config_after}"
+        )
+        return "\n".join(lines)
+
+
+def _widths(model: nn.Module) -> dict[str, tuple[str, int, int]]:
+    out = {}
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            out[name] = (type(m).__name__, m.in_channels, m.out_channels)
+        elif isinstance(m, GDN):
+            out[name] = ("IGDN" if m.inverse else "GDN", m.channels, m.channels)
+        elif isinstance(m, FactorizedDensity):
+            out[name] = ("FactorizedDensity", m.channels, m.channels)
+    return out
+
+
+def _param_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# -- pruning -----------------------------------------------------------------------------------
+def _check_ratios(ratios: Mapping[str, float]) -> dict[str, float]:
+    if not isinstance(ratios, Mapping):
+        raise ImgcompError(f"ratios must map component names to floats, got {ratios!r}")
+    out = {}
+    for name, r in ratios.items():
+        check_component(name)
+        ok = isinstance(r, (int, float)) and not isinstance(r, bool)
+        if not ok or not (0.0 <= float(r) < 1.0):
+            raise ImgcompError(f"pruning ratio of {name} must be a number in [0, 1), got {r!r}")
+        out[name] = float(r)
+    return out
+
+
+def _kept(channels: int, ratio: float) -> int:
+    return max(1, round((1.0 - ratio) * channels))
+
+
+def prune_structured(
+    model: BalleModel,
+    ratios: Mapping[str, float],
+    importance: str = "l1",
+    calibration: Tensor | None = None,
+) -> StructuredReport:
+    """Remove the least important output channels of ``model``'s channel groups, in place.
+
+    ``model`` is modified (pass a copy, e.g. :func:`imgcomp.ops.base.copy_model`). ``ratios``
+    maps components (encoder, decoder, entropy) to the fraction of channels to remove; see the
+    module docstring for the groups and the rule coupling them. Afterwards ``model.M`` is the
+    latent width and ``model.N`` the hyper-latent width (hyperpriors; what the codec's stream
+    layout uses) or the widest transform layer (factorized); the report has every layer's width.
+    ``calibration`` (images [B,3,H,W] in [0, 1], sides multiples of the model's downsampling
+    factor; never the evaluation set) is required by ``importance="activation"`` only.
+    """
+    if not isinstance(model, BalleModel):
+        raise ImgcompError(f"structured pruning needs a BalleModel, got {type(model).__name__}")
+    ratios = _check_ratios(ratios)
+    if importance not in IMPORTANCES:
+        raise ImgcompError(f"unknown importance {importance!r}; use one of {sorted(IMPORTANCES)}")
+    if importance == "activation":
+        _check_calibration(model, calibration)
+    widths_before, params_before = _widths(model), _param_count(model)
+    config_before = dict(model.config)
+    modules = dict(model.named_modules())
+    plan = [(g, g.ratio(ratios)) for g in channel_groups(model)]
+    plan = [(g, r) for g, r in plan if r is not None and r > 0]
+    for group, _ in plan:
+        if type(modules.get(group.root)) not in (nn.Conv2d, nn.ConvTranspose2d):
+            raise ImgcompError(
+                f"{group.root} is not a float conv layer; apply structured pruning before "
+                "ops that replace layers (e.g. quantization)"
+            )
+    done: list[GroupPruning] = []
+    if plan:
+        was_training = model.training
+        scorer = _scorer(model, importance, calibration)
+        graph = _dependency_graph(model)
+        owner = _owners(model)
+        chosen = []
+        for group, ratio in plan:  # importance on the unpruned model: independent of the order
+            root = modules[group.root]
+            fn = graph.get_pruner_of_module(root).prune_out_channels
+            channels = root.out_channels
+            full = graph.get_pruning_group(root, fn, list(range(channels)))
+            _check_coupling(full, group, owner)
+            scores = scorer(full)
+            n_drop = channels - _kept(channels, ratio)
+            drop = sorted(torch.argsort(scores, stable=True)[:n_drop].tolist())
+            chosen.append((group, ratio, root, fn, channels, drop))
+        for group, ratio, root, fn, channels, drop in chosen:
+            if drop:
+                graph.get_pruning_group(root, fn, drop).prune(record_history=False)
+            done.append(
+                GroupPruning(
+                    group.root, group.components, ratio, channels, channels - len(drop), tuple(drop)
+                )
+            )
+        model.train(was_training)
+        _update_config(model)
+    widths_after = _widths(model)
+    layers = tuple(
+        LayerWidth(name, kind, cin, widths_after[name][1], cout, widths_after[name][2])
+        for name, (kind, cin, cout) in widths_before.items()
+    )
+    return StructuredReport(
+        arch=model.arch,
+        ratios=ratios,
+        importance=importance,
+        groups=tuple(done),
+        layers=layers,
+        params_before=params_before,
+        params_after=_param_count(model),
+        config_before=config_before,
+        config_after=dict(model.config),
+    )
+
+
+def _check_calibration(model: BalleModel, calibration: Tensor | None) -> None:
+    if not isinstance(calibration, Tensor) or not calibration.is_floating_point():
+        raise ImgcompError("importance='activation' needs calibration images: a float tensor")
+    model.check_input(calibration)  # ImageError (an ImgcompError) unless [B,3,H,W], H,W % f == 0
+    if calibration.size(0) == 0:
+        raise ImgcompError("calibration holds no images")
+
+
+def _scorer(
+    model: BalleModel, importance: str, calibration: Tensor | None
+) -> tp.importance.Importance:
+    if importance == "activation":
+        assert calibration is not None
+        device = next(model.parameters()).device
+        return ContributionImportance(model, calibration.to(device, torch.float32))
+    return tp.importance.MagnitudeImportance(
+        p=IMPORTANCES[importance], normalizer=None, group_reduction="first"
+    )
+
+
+def _check_coupling(group: tp.Group, spec: ChannelGroup, owner: dict[nn.Module, str]) -> None:
+    """Refuse a traced group that reaches a component its rule does not list."""
+    reached = {owner[dep.target.module] for dep, _ in group if dep.target.module in owner}
+    if not reached <= set(spec.components):
+        raise ImgcompError(
+            f"channels of {spec.root} reach {sorted(reached)}, expected {list(spec.components)}"
+        )
+
+
+def _update_config(model: BalleModel) -> None:
+    """Keep ``model.N`` / ``model.M`` equal to the widths the codec reads (see prune_structured)."""
+    model.M = int(model.g_a[-1].out_channels)
+    if isinstance(model, FactorizedPrior):
+        model.N = max(int(m.out_channels) for m in (*model.g_a[:-1:2], *model.g_s[:-1:2]))
+    else:
+        model.N = int(model.h_a[-1].out_channels)
+
+
+def structured_op(ratios: Mapping[str, float], importance: str = "l1") -> str:
+    """The op record of a structured pruning, e.g. ``prune-structured(l1;decoder=0.3)``."""
+    parts = ",".join(f"{k}={float(v):g}" for k, v in sorted(_check_ratios(ratios).items()))
+    return f"prune-structured({importance};{parts})"
+
+
+def prune_codec_structured(
+    codec: LearnedCodec,
+    ratios: Mapping[str, float],
+    importance: str = "l1",
+    calibration: Tensor | None = None,
+) -> tuple[LearnedCodec, StructuredReport]:
+    """A new codec around a structurally pruned copy of ``codec``'s model (the original stays)."""
+    codec = require_learned(codec)
+    model = copy_model(codec)
+    report = prune_structured(model, ratios, importance, calibration)
+    return derive(codec, model, structured_op(ratios, importance)), report
+
+
+# -- recovery fine-tuning ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class RecoverResult:
+    """Mean loss / MSE / bpp over the first and the last quarter of the recovery steps."""
+
+    steps: int
+    first_loss: float
+    last_loss: float
+    last_mse: float
+    last_bpp: float
+    aux_loss: float
+
+
+def recover(
+    model: BalleModel,
+    steps: int,
+    lmbda: float,
+    data_dir: str | Path,
+    batch_size: int = 8,
+    patch_size: int = 128,
+    lr: float = 1e-4,
+    device: str = "cpu",
+    seed: int = 0,
+    quantile_steps: int = 1000,
+) -> RecoverResult:
+    """Fine-tune a pruned ``model`` in place with the training objective, then refit quantiles.
+
+    Same step as :mod:`imgcomp.train` (Adam, ``rd_loss``, gradient clipping at 1, aux Adam for
+    the quantiles) on random crops of the images under ``data_dir`` (never Kodak). Afterwards
+    ``fit_quantiles`` runs ``quantile_steps`` steps so the coder's ranges follow the new
+    densities; the model ends in eval mode on its original device. A codec caches its coding
+    tables and fingerprint: wrap the recovered model in a new one (``derive``).
+    """
+    from imgcomp.train import PatchSampler, fit_quantiles, list_training_images, rd_forward, rd_loss
+
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ImgcompError(f"steps must be a positive integer, got {steps!r}")
+    if not (isinstance(lmbda, (int, float)) and math.isfinite(lmbda) and lmbda > 0):
+        raise ImgcompError(f"lmbda must be a positive number, got {lmbda!r}")
+    if patch_size % model.downsampling_factor:
+        raise ImgcompError(f"patch_size must be a multiple of {model.downsampling_factor}")
+    home = next(model.parameters()).device
+    dev = torch.device(device)
+    sampler = PatchSampler.from_files(list_training_images(data_dir), patch_size, dev)
+    model.to(dev).train()
+    main_params, aux_params = model.main_parameters(), model.aux_parameters()
+    opt = torch.optim.Adam(main_params, lr=lr)
+    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    history = []
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            for step in range(steps):
+                x = sampler.batch(seed, step, batch_size)
+                out = rd_forward(model, x)
+                loss, mse, bpp = rd_loss(x, out["x_hat"], out["likelihoods"], lmbda)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(main_params, 1.0)
+                opt.step()
+                aux_opt.zero_grad(set_to_none=True)
+                aux = model.aux_loss()
+                aux.backward()
+                aux_opt.step()
+                history.append([float(v.detach()) for v in (loss, mse, bpp)])
+            aux_final = fit_quantiles(model, steps=quantile_steps)
+    finally:
+        model.eval().to(home)
+    q = max(1, steps // 4)
+    first = torch.tensor(history[:q]).mean(0).tolist()
+    last = torch.tensor(history[-q:]).mean(0).tolist()
+    if not all(map(math.isfinite, last)):
+        raise ImgcompError(f"recovery diverged (loss {last[0]})")
+    return RecoverResult(steps, first[0], last[0], last[1], last[2], aux_final)
