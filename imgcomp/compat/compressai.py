@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from imgcomp.checkpoints import load_plain
 from imgcomp.errors import CheckpointError, UnknownCodecError
 from imgcomp.nn.balle import ARCHITECTURES, BalleModel
 from imgcomp.nn.density import FactorizedDensity, GaussianConditional, scale_table
@@ -43,19 +43,7 @@ _PLURAL = {"bias": "biases", "matrix": "matrices", "factor": "factors"}
 
 def read_checkpoint(path: str | os.PathLike[str]) -> Any:
     """``torch.load(weights_only=True)`` onto the CPU; anything but plain data is refused."""
-    try:
-        return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"refused to load {os.fspath(path)!r}: it holds pickled objects other than tensors and "
-            f"plain containers (possibly code); only weights_only checkpoints are accepted ({exc})"
-        ) from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {os.fspath(path)!r}: {exc}") from None
-    except Exception as exc:  # corrupt zip, truncated file, foreign format ...
-        raise CheckpointError(
-            f"unreadable checkpoint {os.fspath(path)!r}: {type(exc).__name__}: {exc}"
-        ) from None
+    return load_plain(path)
 
 
 def _unwrap(obj: Any) -> dict[str, Tensor]:

@@ -7,13 +7,13 @@ objects (code) is refused with CheckpointError, as is a dict that lacks the expe
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from imgcomp.checkpoints import load_plain
 from imgcomp.errors import CheckpointError
 from imgcomp.train.config import TrainConfig
 
@@ -91,19 +91,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     :class:`TrainConfig`.
     """
     p = resolve_checkpoint(path)
-    try:
-        data = torch.load(os.fspath(p), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"refused to load {os.fspath(p)!r}: it holds pickled objects other than tensors and "
-            f"plain containers (possibly code); only weights_only checkpoints are accepted ({exc})"
-        ) from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {os.fspath(p)!r}: {exc}") from None
-    except Exception as exc:  # corrupt zip, truncated file, foreign format ...
-        raise CheckpointError(
-            f"unreadable checkpoint {os.fspath(p)!r}: {type(exc).__name__}: {exc}"
-        ) from None
+    data = load_plain(p)
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{os.fspath(p)!r} is not an imgcomp training checkpoint")
     for key, kind in _REQUIRED.items():
