@@ -172,23 +172,58 @@ def run_bits_table(base: LearnedCodec, images: list[np.ndarray]) -> dict[str, di
     return table
 
 
+def _cell(col: str, v: object) -> str:
+    if not isinstance(v, float):
+        return str(v)
+    if col in ("ssim", "bpp"):
+        return f"{v:.4f}"
+    return f"{v:.2f}" if "ratio" in col else f"{v:.1f}"
+
+
 def _markdown(rows: dict[str, dict], cols: list[str]) -> str:
     head = "| variant | " + " | ".join(cols) + " |"
     sep = "|---" * (len(cols) + 1) + "|"
     body = []
     for name, r in rows.items():
-        cells = []
-        for c in cols:
-            v = r.get(c, "")
-            cells.append(
-                f"{v:.4f}"
-                if isinstance(v, float) and c in ("ssim", "bpp")
-                else f"{v:.1f}"
-                if isinstance(v, float)
-                else str(v)
-            )
+        cells = [_cell(c, r.get(c, "")) for c in cols]
         body.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join([head, sep, *body])
+
+
+def _trained(args: argparse.Namespace, images: list[np.ndarray], calib: list[np.ndarray]) -> dict:
+    """Every variant on the shipped model: latency, SSIM, bpp, size; then SSIM vs bits."""
+    base = imgcomp.create_codec("mbt2018-mean", quality=args.quality)
+    modes = ["f32-cl", "bf16", "int8", "int8-gdnf", "int8-native", "int8-all", "w8", "w4"]
+    codecs, sizes = _build(base, modes, calib)
+    trained = run_latency(codecs, images, args.repeats, quality=True)
+    for name, ratio in sizes.items():
+        trained[name]["size_ratio"] = ratio
+        trained[name]["decode_ratio"] = trained[name]["decode_ms"] / trained["float"]["decode_ms"]
+    cols = ["encode_ms", "decode_ms", "decode_ratio", "g_s_ms", "decode_min_ms", "ssim", "bpp"]
+    print(
+        f"## mbt2018-mean quality {args.quality}, {len(images)} Kodak images, "
+        f"{args.threads} threads, median of {args.repeats}\n"
+    )
+    print(_markdown(trained, [*cols, "size_ratio", "exact"]) + "\n")
+    bits = run_bits_table(base, images)
+    print("## SSIM vs weight bits (encoder + decoder weights, w K)\n")
+    print(_markdown(bits, ["ssim", "bpp"]) + "\n")
+    return {"trained": trained, "ssim_vs_bits": bits}
+
+
+def _large(args: argparse.Namespace, images: list[np.ndarray], calib: list[np.ndarray]) -> dict:
+    """Latency only, on a random-weight N=128, M=192 mean-scale model."""
+    big = imgcomp.create_codec("mbt2018-mean", pretrained=False, N=128, M=192, seed=0)
+    codecs, _ = _build(big, ["f32-cl", "bf16", "int8", "w8", "w4"], calib)
+    large = run_latency(codecs, images, max(1, args.repeats // 2), quality=False)
+    for row in large.values():
+        row["decode_ratio"] = row["decode_ms"] / large["float"]["decode_ms"]
+    print(
+        f"## random-weight mbt2018-mean N=128, M=192 (latency only), median of "
+        f"{max(1, args.repeats // 2)}\n"
+    )
+    print(_markdown(large, ["encode_ms", "decode_ms", "decode_ratio", "g_s_ms", "exact"]))
+    return large
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,50 +234,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calibration", type=int, default=8, help="training crops for int8")
     ap.add_argument("--quality", type=int, default=3)
     ap.add_argument("--no-large", action="store_true", help="skip the N=128, M=192 model")
+    ap.add_argument("--no-trained", action="store_true", help="skip the shipped model")
     ap.add_argument("--json", help="write all results here")
     args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
-    images = [item.load() for item in load_dataset("kodak", download=False).subset(args.images)]
+    items = list(load_dataset("kodak", download=False).subset(args.images))
+    images = [item.load() for item in items]
     calib = calibration_images(n=args.calibration, size=256, seed=0)
-    modes = ["f32-cl", "bf16", "int8", "int8-gdnf", "int8-native", "int8-all", "w8", "w4"]
     results: dict[str, object] = {
         "threads": args.threads,
         "repeats": args.repeats,
-        "images": [f"kodim{i + 1:02d}" for i in range(len(images))],
-        "engine": torch.backends.quantized.engine,
+        "images": [item.name for item in items],
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
-    base = imgcomp.create_codec("mbt2018-mean", quality=args.quality)
-    codecs, sizes = _build(base, modes, calib)
-    trained = run_latency(codecs, images, args.repeats, quality=True)
-    for name, ratio in sizes.items():
-        trained[name]["size_ratio"] = ratio
-        trained[name]["decode_ratio"] = trained[name]["decode_ms"] / trained["float"]["decode_ms"]
-    results["trained"] = trained
-    cols = ["encode_ms", "decode_ms", "decode_ratio", "g_s_ms", "decode_min_ms", "ssim", "bpp"]
-    cols += ["size_ratio", "exact"]
-    print(
-        f"## mbt2018-mean quality {args.quality}, {len(images)} Kodak images, "
-        f"{args.threads} threads, median of {args.repeats}\n"
-    )
-    print(_markdown(trained, cols) + "\n")
-
-    bits = run_bits_table(base, images)
-    results["ssim_vs_bits"] = bits
-    print("## SSIM vs weight bits (encoder + decoder weights, w K)\n")
-    print(_markdown(bits, ["ssim", "bpp"]) + "\n")
-
+    if not args.no_trained:
+        results.update(_trained(args, images, calib))
     if not args.no_large:
-        big = imgcomp.create_codec("mbt2018-mean", pretrained=False, N=128, M=192, seed=0)
-        large_modes = ["f32-cl", "bf16", "int8", "w8", "w4"]
-        large = run_latency(
-            _build(big, large_modes, calib), images, max(1, args.repeats // 2), quality=False
-        )
-        results["large"] = large
-        print("## random-weight mbt2018-mean N=128, M=192 (latency only)\n")
-        print(_markdown(large, ["encode_ms", "decode_ms", "decode_ratio", "g_s_ms", "exact"]))
+        results["large"] = _large(args, images, calib)
+    results["engine"] = torch.backends.quantized.engine
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)
