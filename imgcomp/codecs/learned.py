@@ -63,8 +63,11 @@ class LearnedCodec(ContainerCodec):
             h.update(repr(sorted(self.model.config.items())).encode())
             for key, tensor in self.model.state_dict().items():
                 h.update(key.encode())
-                t = tensor.detach().to("cpu").contiguous()
+                t = tensor.detach().to("cpu")
                 h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+                if t.is_quantized:  # the values it stands for (per-tensor or per-channel)
+                    t = t.dequantize()
+                t = t.contiguous().reshape(-1)  # 0-dim and channels_last tensors too
                 h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
             for coder in self.coders:
                 for freqs in getattr(coder, "freqs", []):

@@ -511,6 +511,7 @@ def recover(
     tables and fingerprint: wrap the recovered model in a new one (``derive``).
     """
     from imgcomp.train import PatchSampler, fit_quantiles, list_training_images, rd_forward, rd_loss
+    from imgcomp.train.data import step_seed
 
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ImgcompError(f"steps must be a positive integer, got {steps!r}")
@@ -527,8 +528,10 @@ def recover(
     aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
     history = []
     try:
-        with torch.inference_mode(False), torch.enable_grad():
+        # the caller's RNG is left alone; each step's quantisation noise is seeded like training's
+        with torch.random.fork_rng(), torch.inference_mode(False), torch.enable_grad():
             for step in range(steps):
+                torch.manual_seed(step_seed(seed, step, 1))
                 x = sampler.batch(seed, step, batch_size)
                 out = rd_forward(model, x)
                 loss, mse, bpp = rd_loss(x, out["x_hat"], out["likelihoods"], lmbda)

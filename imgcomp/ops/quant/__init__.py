@@ -1,4 +1,9 @@
-"""Quantization of learned codecs' transforms: bf16, static int8 (FX) and K-bit weight-only."""
+"""Quantization of learned codecs' transforms: bf16, static int8 (FX) and K-bit weight-only.
+
+``quantize_model`` / ``quantize_codec`` (:mod:`.api`) dispatch to :mod:`.bf16`, :mod:`.int8`
+(with :mod:`.rewrite` and :mod:`.state`) and :mod:`.weights`; :mod:`.calibration` draws the
+int8 calibration crops; ``python -m imgcomp.ops.quant.measure`` measures every mode on Kodak.
+"""
 
 from imgcomp.ops.quant.api import (
     DEFAULT_COMPONENTS,
