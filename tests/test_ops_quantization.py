@@ -59,6 +59,15 @@ def _smooth(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from a second thread, and thread hand-offs cost on shared CPUs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def image() -> np.ndarray:
     return _smooth(70, 90)  # odd size: the codec pads
