@@ -12,19 +12,24 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _shared_dir(env: str, *parts: str) -> Path:
+    """$env (must exist when set), else ../shared/<parts> beside the checkout, else skip."""
+    value = os.environ.get(env)
+    if value:
+        path = Path(value)
+        if not path.is_dir():
+            pytest.fail(f"{env}={value} does not exist")
+        return path
+    path = REPO.parent.joinpath("shared", *parts)
+    if not path.is_dir():
+        pytest.skip(f"{path} not found")
+    return path
+
+
 @pytest.fixture(scope="session")
 def compat_dir() -> Path:
-    """shared/compat: $IMGCOMP_COMPAT_DIR (must exist if set), else ../shared/compat, else skip."""
-    env = os.environ.get("IMGCOMP_COMPAT_DIR")
-    if env:
-        path = Path(env)
-        if not path.is_dir():
-            pytest.fail(f"IMGCOMP_COMPAT_DIR={env} does not exist")
-        return path
-    path = REPO.parent / "shared" / "compat"
-    if not path.is_dir():
-        pytest.skip(f"compat reference data not found at {path}")
-    return path
+    """shared/compat: the reference checkpoints and tensors ($IMGCOMP_COMPAT_DIR)."""
+    return _shared_dir("IMGCOMP_COMPAT_DIR", "compat")
 
 
 @pytest.fixture(scope="session")
@@ -39,14 +44,5 @@ def make_state(compat_dir):
 
 @pytest.fixture(scope="session")
 def kodak_dir() -> Path:
-    """The 24 Kodak PNGs: $IMGCOMP_KODAK_DIR (must exist if set), else ../shared/data/kodak."""
-    env = os.environ.get("IMGCOMP_KODAK_DIR")
-    if env:
-        path = Path(env)
-        if not path.is_dir():
-            pytest.fail(f"IMGCOMP_KODAK_DIR={env} does not exist")
-        return path
-    path = REPO.parent / "shared" / "data" / "kodak"
-    if not path.is_dir():
-        pytest.skip(f"Kodak not found at {path}")
-    return path
+    """The 24 Kodak PNGs ($IMGCOMP_KODAK_DIR, else ../shared/data/kodak)."""
+    return _shared_dir("IMGCOMP_KODAK_DIR", "data", "kodak")
