@@ -15,6 +15,8 @@ from imgcomp.evaluate import ImageResult, evaluate
 REPO = Path(__file__).resolve().parent.parent
 _SUMMARY: dict[str, dict] = {}
 _CHANGES: list[str] = []
+_SPEEDUPS: dict[str, dict] = {}
+_PRECISION: list[dict] = []
 
 
 def _params(cases: list[Case]) -> list:
@@ -27,12 +29,16 @@ def _params(cases: list[Case]) -> list:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """``case``: every case of the matrix; ``learned_case``: those of learned codecs."""
+    """``case``: every case of the matrix; ``learned_case``: those of learned codecs (plain and
+    with compression ops)."""
+    matrix = metafunc.config.getoption("--matrix")
     if "case" in metafunc.fixturenames:
-        matrix = metafunc.config.getoption("--matrix")
         metafunc.parametrize("case", _params(all_cases(matrix)))
     if "learned_case" in metafunc.fixturenames:
-        metafunc.parametrize("learned_case", _params(learned_cases()))
+        from bench.matrix import op_cases
+
+        learned = learned_cases()
+        metafunc.parametrize("learned_case", _params(learned + op_cases(learned, matrix)))
 
 
 def dataset_key(spec: str) -> str:
@@ -95,6 +101,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             _SUMMARY[value["case"]] = value
         elif key == "imgcomp_baseline_changes":
             _CHANGES.extend(value)
+        elif key == "imgcomp_speedup":
+            _SPEEDUPS[value["op"]] = value
+        elif key == "imgcomp_precision":
+            _PRECISION.append(value)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -113,7 +123,66 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
                 f"{case_id:<{width}}{s['images']:>4}{s['bpp']:>9.4f}{s['psnr']:>8.2f}"
                 f"{s['ssim']:>8.4f}{s['ms_ssim']:>9.4f}{base_ssim:>11}{base_bpp:>10}  {s['gate']}"
             )
+    if any("/prune=" in case_id for case_id in _SUMMARY):
+        _write_study_tables(terminalreporter)
+    if _SPEEDUPS:
+        _write_speedups(terminalreporter)
+    for study in _PRECISION:
+        _write_precision(terminalreporter, study)
     if _CHANGES:
         terminalreporter.section("imgcomp baseline changes")
         for line in _CHANGES:
             terminalreporter.write_line(line)
+
+
+def _write_study_tables(tr) -> None:
+    """The op-matrix cases as the study's table, one per base case (family) they derive from."""
+    from imgcomp.study import EXTENDED_GRID, format_study_table, parse_case_id, row_from_summary
+
+    parsed = {}
+    for case_id, summary in _SUMMARY.items():
+        try:
+            parsed[case_id] = (*parse_case_id(case_id), summary)
+        except ValueError:
+            continue  # not an op case id this table understands
+    families = {parsed[c][0] for c in parsed if "/prune=" in c}
+    order = {config.label: i for i, config in enumerate(EXTENDED_GRID)}
+    tr.section("imgcomp study table (times from the quality pass; noisy under xdist)")
+    for family in sorted(families):
+        entries = sorted(
+            [
+                (order.get(config.label, len(order)), config.label, config, summary)
+                for fam, config, summary in parsed.values()
+                if fam == family
+            ],
+            key=lambda e: e[:2],
+        )
+        rows = [row_from_summary(config, summary) for *_, config, summary in entries]
+        tr.write_line(f"{family} ({rows[0].images} images; decode speedup vs the unmodified model)")
+        tr.write_line(format_study_table(rows))
+
+
+def _write_speedups(tr) -> None:
+    """Decode-latency ratios of bench/test_speedups.py against the issue's targets."""
+    tr.section("imgcomp speed-ups (interleaved, vs the unpruned float32 model)")
+    tr.write_line(
+        f"{'op':<12}{'images':>7}{'decode ms':>11}{'float32 ms':>12}{'ratio':>7}{'min':>7}"
+        f"{'encode':>8}{'target':>8}{'gate':>6}  verdict"
+    )
+    for op, s in _SPEEDUPS.items():
+        verdict = "meets target" if s["decode_ratio"] <= s["target"] else "MISSES target"
+        tr.write_line(
+            f"{op:<12}{s['images']:>7}{s['decode_ms']:>11.1f}{s['float32_decode_ms']:>12.1f}"
+            f"{s['decode_ratio']:>7.2f}{s['decode_min_ratio']:>7.2f}{s['encode_ratio']:>8.2f}"
+            f"{s['target']:>8.2f}{s['gate']:>6.2f}  {verdict}"
+        )
+
+
+def _write_precision(tr, study: dict) -> None:
+    """SSIM vs weight bits of bench/test_precision.py."""
+    tr.section(f"imgcomp precision study: {study['case']}, weights at K bits")
+    tr.write_line(f"{'weights':<9}{'images':>7}{'SSIM':>8}{'PSNR':>8}{'bpp':>8}")
+    for name, r in study["rows"].items():
+        tr.write_line(
+            f"{name:<9}{r['images']:>7}{r['ssim']:>8.4f}{r['psnr']:>8.2f}{r['bpp']:>8.4f}"
+        )

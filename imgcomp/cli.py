@@ -3,6 +3,7 @@
 imgcomp encode IN.png OUT.imgc --codec jpeg --quality 10
 imgcomp decode OUT.imgc BACK.png            # the codec comes from the stream header
 imgcomp eval --codec webp --bpp 0.3 --dataset kodak --json results.json
+imgcomp study --codec mbt2018-mean --quality 3 --dataset kodak   # the pruning study's table
 imgcomp list
 """
 
@@ -108,6 +109,62 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    import torch
+
+    from imgcomp.data import load_dataset
+    from imgcomp.study import format_study_table, get_grid, rows_to_json, run_study
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ImgcompError(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    configs = get_grid(args.grid)
+    codec = _codec_from_args(args)
+    dataset = load_dataset(args.dataset)
+    if args.images is not None:
+        dataset = dataset.subset(args.images)
+    images = [(item.name, item.load()) for item in dataset]
+
+    tty = sys.stderr.isatty()
+
+    def progress(config, done: int, total: int) -> None:
+        if tty:
+            end = "\n" if done == total else ""
+            print(f"\r{config.label}: {done}/{total} images", end=end, file=sys.stderr, flush=True)
+        elif done == total:
+            print(f"{config.label}: {total} images", file=sys.stderr)
+
+    rows = run_study(
+        codec, configs, images, repeats=args.repeats, progress=None if args.quiet else progress
+    )
+    title = (
+        f"{codec!r} on {args.dataset}: {len(images)} images, grid {args.grid}, "
+        f"{threads} threads, best of {args.repeats}"
+    )
+    if args.format == "markdown":
+        title = f"**{title}**\n"
+    elif args.format == "tsv":
+        title = f"# {title}"
+    print(title)
+    print(format_study_table(rows, style=args.format))
+    if args.json:
+        payload = {
+            "codec": getattr(codec, "name", args.codec),
+            "params": getattr(codec, "params", {}),
+            "dataset": args.dataset,
+            "grid": args.grid,
+            "repeats": args.repeats,
+            "threads": threads,
+            "images": [name for name, _ in images],
+            "rows": rows_to_json(rows),
+        }
+        Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from imgcomp.registry import list_codecs
 
@@ -183,6 +240,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write per-image and mean results to this file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_eval)
+
+    p = sub.add_parser("study", help="the pruning study's table: time, SSIM, size per config")
+    _add_codec_args(p)
+    p.add_argument("--dataset", default="kodak", help="kodak, sample or folder:PATH")
+    p.add_argument("--images", type=int, help="first N images only")
+    p.add_argument(
+        "--grid",
+        default="study",
+        choices=("study", "extended"),
+        help="study: {0,0.3}^3 L1 ratios; extended: plus structured, bf16, int8",
+    )
+    p.add_argument("--repeats", type=int, default=1, help="time each image N times, keep the best")
+    p.add_argument("--format", default="text", choices=("text", "markdown", "tsv"))
+    p.add_argument("--json", help="also write the rows (with model sizes) to this file")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=_cmd_study)
 
     p = sub.add_parser("list", help="list registered codecs")
     p.add_argument("--aliases", action="store_true", help="include alias names")

@@ -88,12 +88,13 @@ def quantize(
     codec: LearnedCodec,
     mode: str,
     *,
-    components: Sequence[str] = ("encoder", "decoder"),
+    components: Sequence[str] = ("encoder", "decoder", "entropy"),
     calibration: Sequence[np.ndarray] | None = None,
 ) -> LearnedCodec:
-    """Quantize the transforms of the selected components: ``bf16`` (channels_last), ``int8``
-    (static, calibrated on training images; transposed convolutions included) or ``wK``
-    (K = 2..8, per-channel weight-only fake quantization, a precision study).
+    """Quantize the transforms of the selected components (all three by default: g_a, g_s and
+    the entropy component's h_a / h_s; its densities stay float32): ``bf16`` (channels_last),
+    ``int8`` (static, calibrated on training images; transposed convolutions included) or
+    ``wK`` (K = 2..8, per-channel weight-only fake quantization, a precision study).
 
     ``int8`` calibrates on ``calibration`` (uint8 HxWx3 images) or, by default, on 8 fixed
     crops of the training images (``$IMGCOMP_TRAIN_DIR``; never Kodak).
@@ -138,4 +139,3 @@ def _default_data() -> Path:
     from imgcomp.train.config import default_data_dir
 
     return default_data_dir()
-

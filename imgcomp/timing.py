@@ -1,0 +1,59 @@
+"""Side-by-side timing: every variant's calls interleaved round by round, medians kept.
+
+Latency ratios between variants (pruned vs unpruned, int8 vs float) are only meaningful when the
+variants see the same machine state; timing one after the other lets a burst of background load
+or a clock change land on one variant alone. Here each round runs every variant's calls in turn,
+so such load spreads over all of them, and per call the median over rounds is kept.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from imgcomp.errors import ImgcompError
+
+__all__ = ["SideBySide", "time_side_by_side"]
+
+_STATS = {"median": statistics.median, "min": min}
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """Per variant, per call: the seconds of every round (``runs[variant][call][round]``)."""
+
+    runs: Mapping[str, Sequence[Sequence[float]]]
+
+    def total(self, variant: str, stat: str = "median") -> float:
+        """Seconds for one pass over the variant's calls: the sum of the per-call medians (or
+        minima: ``stat="min"``, the least disturbed by load, what the machine can do)."""
+        if stat not in _STATS:
+            raise ImgcompError(f"stat must be one of {sorted(_STATS)}, got {stat!r}")
+        return sum(_STATS[stat](r) for r in self.runs[variant])
+
+    def ratio(self, variant: str, reference: str, stat: str = "median") -> float:
+        """``total(variant) / total(reference)``: below 1 means faster than the reference."""
+        return self.total(variant, stat) / self.total(reference, stat)
+
+
+def time_side_by_side(
+    calls: Mapping[str, Sequence[Callable[[], object]]], rounds: int = 5, warmup: int = 1
+) -> SideBySide:
+    """Time every variant's calls (e.g. one decode per image) for ``rounds`` interleaved rounds,
+    after ``warmup`` untimed rounds (first calls pay for allocator and kernel set-up)."""
+    if rounds < 1 or warmup < 0:
+        raise ImgcompError(f"need rounds >= 1 and warmup >= 0, got {rounds}, {warmup}")
+    if not calls or any(len(fns) == 0 for fns in calls.values()):
+        raise ImgcompError("every variant needs at least one call to time")
+    runs: dict[str, list[list[float]]] = {name: [[] for _ in fns] for name, fns in calls.items()}
+    for r in range(warmup + rounds):
+        for name, fns in calls.items():
+            for i, fn in enumerate(fns):
+                t0 = time.perf_counter()
+                fn()
+                elapsed = time.perf_counter() - t0
+                if r >= warmup:
+                    runs[name][i].append(elapsed)
+    return SideBySide(runs)

@@ -1,0 +1,279 @@
+"""The study table: configs, rows from real streams, table formats, case-id parsing, the CLI."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import imgcomp
+from imgcomp.cli import main
+from imgcomp.evaluate import evaluate
+from imgcomp.images import save_png
+from imgcomp.study import (
+    EXTENDED_GRID,
+    STUDY_GRID,
+    StudyConfig,
+    StudyRow,
+    format_study_table,
+    get_grid,
+    parse_case_id,
+    row_from_summary,
+    rows_to_json,
+    run_study,
+)
+
+TINY = {"pretrained": False, "N": 8, "M": 12, "seed": 0}
+HEADERS = (
+    "Encoder pruning ratio",
+    "Decoder pruning ratio",
+    "Probability model pruning ratio",
+    "Total inference time (hh:mm:ss)",
+    "SSIM",
+    "Avg. compressed image size (B)",
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (and leave the other core alone)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _images() -> list[tuple[str, np.ndarray]]:
+    y, x = np.mgrid[0:64, 0:64]
+    smooth = np.stack([x * 3, y * 4, (x + y) * 2], axis=-1).astype(np.uint8)
+    noisy = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    return [("smooth", smooth), ("noisy", noisy)]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return imgcomp.create_codec("mean-scale-hyperprior", **TINY)
+
+
+@pytest.fixture(scope="module")
+def study(tiny):
+    """The study grid on the tiny model (module-scoped: built and measured once)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_study(tiny, STUDY_GRID, _images())
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_grids() -> None:
+    assert len(STUDY_GRID) == 8 and STUDY_GRID[0] == StudyConfig()
+    ratios = {(c.encoder, c.decoder, c.entropy) for c in STUDY_GRID}
+    assert ratios == {(e, d, n) for e in (0, 0.3) for d in (0, 0.3) for n in (0, 0.3)}
+    assert all(c.method == "l1" and c.scope == "layer" and c.quant is None for c in STUDY_GRID)
+    extra = EXTENDED_GRID[8:]
+    assert EXTENDED_GRID[:8] == STUDY_GRID
+    assert [c.label for c in extra] == [
+        "prune=enc0.3,dec0.3,ent0.3:structured/quant=none",
+        "prune=none/quant=bf16",
+        "prune=none/quant=int8",
+        "prune=enc0.3,dec0.3,ent0.3:structured/quant=int8",
+    ]
+    assert extra[0].importance == "activation" and extra[0].recover_steps == 60
+    assert get_grid("extended") == EXTENDED_GRID
+    with pytest.raises(imgcomp.ImgcompError, match="unknown grid"):
+        get_grid("nope")
+
+
+def test_apply_returns_new_codecs(tiny) -> None:
+    assert StudyConfig().apply(tiny) is tiny
+    pruned = StudyConfig(decoder=0.3).apply(tiny)
+    assert pruned is not tiny and pruned.ops and not tiny.ops
+    both = StudyConfig(encoder=0.3, quant="w8").apply(tiny)
+    assert len(both.ops) == 2 and both.ops[0].startswith("prune=") and not tiny.ops
+
+
+def test_rows_follow_config_order_and_match_plain_evaluate(study, tiny) -> None:
+    assert [r.label for r in study] == [c.label for c in STUDY_GRID]
+    plain = evaluate(tiny, _images())
+    base = study[0]
+    assert (base.encoder, base.decoder, base.entropy, base.method) == (0, 0, 0, "-")
+    assert base.avg_bytes == np.mean([r.bytes for r in plain])
+    assert base.ssim == pytest.approx(np.mean([r.ssim for r in plain]), abs=0)
+    assert base.psnr == pytest.approx(np.mean([r.psnr for r in plain]), abs=0)
+    assert base.bpp == pytest.approx(np.mean([r.bpp for r in plain]))
+    assert all(r.images == 2 for r in study)
+
+
+def test_avg_bytes_are_real_stream_lengths(study) -> None:
+    config = STUDY_GRID[-1]
+    codec = config.apply(imgcomp.create_codec("mean-scale-hyperprior", **TINY))
+    lengths = [len(codec.encode(img)) for _, img in _images()]
+    assert study[-1].avg_bytes == np.mean(lengths)
+
+
+def test_times_and_sizes(study) -> None:
+    for row in study:
+        assert row.encode_s > 0 and row.decode_s > 0
+        assert row.total_inference_s == row.encode_s + row.decode_s
+        assert row.parameters == study[0].parameters and row.macs == study[0].macs
+        assert row.serialized_bytes > 0
+    assert 0 < study[0].nonzero_parameters <= study[0].parameters  # some biases start at 0
+    for row in study[1:]:  # L1 pruning zeroes weights: fewer non-zeros, same count
+        assert row.nonzero_parameters < study[0].nonzero_parameters
+    assert study[-1].nonzero_parameters == min(r.nonzero_parameters for r in study)
+
+
+def test_repeats_keep_the_results(tiny) -> None:
+    rows = run_study(tiny, STUDY_GRID[:1], _images()[:1], repeats=3, warmup=False)
+    once = evaluate(tiny, _images()[:1])[0]
+    assert rows[0].avg_bytes == once.bytes and rows[0].ssim == once.ssim
+    with pytest.raises(imgcomp.ImgcompError, match="repeats"):
+        run_study(tiny, STUDY_GRID[:1], _images(), repeats=0)
+
+
+def test_classic_codecs_are_refused_before_work() -> None:
+    jpeg = imgcomp.create_codec("jpeg", quality=50)
+    with pytest.raises(imgcomp.ImgcompError, match="learned codecs"):
+        run_study(jpeg, STUDY_GRID, _images())
+    rows = run_study(jpeg, STUDY_GRID[:1], _images())  # no op: any codec, no model sizes
+    assert rows[0].parameters is None and rows[0].avg_bytes > 0
+
+
+def test_text_table(study) -> None:
+    text = format_study_table(study)
+    lines = text.splitlines()
+    assert len(lines) == 2 + len(study)
+    assert all(h in lines[0] for h in HEADERS)
+    assert set(lines[1]) <= {"-", " "}
+    assert re.search(r"\b\d\d:\d\d:\d\d\.\d\d\b", lines[2])
+    assert f"{study[0].avg_bytes:.3f}" in lines[2] and f"{study[0].ssim:.4f}" in lines[2]
+    assert "1.00x" in lines[2] and "Decode speedup" in lines[0]
+    # without the unmodified model first, there is nothing to state a speedup against
+    assert "Decode speedup" not in format_study_table(study[1:]).splitlines()[0]
+
+
+def test_markdown_and_tsv(study) -> None:
+    md = format_study_table(study, style="markdown").splitlines()
+    assert all(h in md[0] for h in HEADERS) and md[0].startswith("| ")
+    assert re.fullmatch(r"\|( :?---:? \|)+", md[1])
+    assert len(md) == 2 + len(study) and all(line.count("|") == md[0].count("|") for line in md)
+    tsv = [line.split("\t") for line in format_study_table(study, style="tsv").splitlines()]
+    assert tsv[0][:3] == list(HEADERS[:3]) and len({len(r) for r in tsv}) == 1
+    assert tsv[1][:3] == ["0", "0", "0"] and tsv[-1][:3] == ["0.3", "0.3", "0.3"]
+    with pytest.raises(ValueError):
+        format_study_table(study, style="html")
+    with pytest.raises(ValueError):
+        format_study_table([])
+
+
+def test_hours_format() -> None:
+    row = row_from_summary(
+        StudyConfig(),
+        {"images": 24, "encode_s": 100.0, "decode_s": 60.0, "ssim": 0.8, "psnr": 30.0}
+        | {"bpp": 0.3, "bytes": 18850.3333},
+    )
+    assert row.total_inference_s == pytest.approx(3840.0) and row.encode_s == 2400.0
+    line = format_study_table([row]).splitlines()[2]
+    assert "01:04:00.00" in line and "18850.333" in line and "0.8000" in line
+    assert "Non-zero params" not in format_study_table([row])  # unknown sizes: no column
+
+
+def test_parse_case_id() -> None:
+    family, c = parse_case_id("mbt2018-mean-q3/prune=enc0.3,dec0,ent0:l1/quant=none")
+    assert family == "mbt2018-mean-q3"
+    assert (c.encoder, c.decoder, c.entropy, c.method, c.scope, c.quant) == (
+        0.3,
+        0,
+        0,
+        "l1",
+        "layer",
+        None,
+    )
+    assert parse_case_id("mbt2018-mean-q3/prune=none/quant=int8")[1] == StudyConfig(quant="int8")
+    _, s = parse_case_id("mbt2018-mean-q3/prune=enc0.3,dec0.3,ent0.3:structured/quant=int8")
+    assert (s.method, s.quant, s.encoder, s.entropy) == ("structured", "int8", 0.3, 0.3)
+    _, g = parse_case_id("mbt2018-mean-q3/prune=enc0.5,dec0.5,ent0.5:l1-global/quant=none")
+    assert (g.method, g.scope, g.label.split(":")[1]) == ("l1", "global", "l1-global/quant=none")
+    assert parse_case_id("mbt2018-mean-q3") == ("mbt2018-mean-q3", StudyConfig())
+    for config in EXTENDED_GRID:  # labels are the tails of the benchmark's case ids
+        assert parse_case_id(f"fam/{config.label}")[1].label == config.label
+    for bad in (
+        "f/prune=enc0.3:l1/quant=none",
+        "f/prune=none",
+        "f/prune=encx,dec0,ent0:l1/quant=a",
+    ):
+        with pytest.raises(ValueError):
+            parse_case_id(bad)
+
+
+def test_bench_summary_section(monkeypatch) -> None:
+    from bench import conftest as bench_conftest
+
+    def summary(case: str, ssim: float) -> dict:
+        means = {"bpp": 0.3, "bytes": 100.5, "psnr": 30.0, "ssim": ssim, "ms_ssim": 0.9}
+        return {"case": case, "images": 2, **means, "encode_s": 0.5, "decode_s": 0.25}
+
+    ids = [
+        "mbt2018-mean-q3/prune=none/quant=int8",
+        "mbt2018-mean-q3/prune=enc0.3,dec0,ent0:l1/quant=none",
+        "mbt2018-mean-q3",
+        "jpeg-q10",
+    ]
+    fake = {c: summary(c, 0.5 + i / 10) for i, c in enumerate(ids)}
+    monkeypatch.setattr(bench_conftest, "_SUMMARY", fake)
+
+    class Reporter:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def section(self, title: str) -> None:
+            self.lines.append(f"== {title}")
+
+        def write_line(self, line: str) -> None:
+            self.lines.extend(line.splitlines())
+
+    tr = Reporter()
+    bench_conftest._write_study_tables(tr)
+    assert "quality pass" in tr.lines[0] and tr.lines[1].startswith("mbt2018-mean-q3 (2 images")
+    body = tr.lines[4:]
+    assert len(body) == 3 and not any("jpeg" in line for line in tr.lines)
+    assert "0.7000" in body[0] and "0.6000" in body[1] and "int8" in body[2]  # base row first
+    assert "00:00:01.50" in body[0]  # (0.5 + 0.25) s per image x 2 images
+
+
+def test_rows_to_json(study) -> None:
+    data = json.loads(json.dumps(rows_to_json(study)))
+    assert data[0]["label"] == "prune=none/quant=none" and data[0]["quant"] is None
+    assert set(data[0]) == set(StudyRow.__dataclass_fields__)
+
+
+def test_cli_study(tmp_path: Path, capsys) -> None:
+    for name, img in _images():
+        save_png(img, tmp_path / f"{name}.png")
+    out = tmp_path / "study.json"
+    args = ["study", "--codec", "mean-scale-hyperprior", "--dataset", f"folder:{tmp_path}"]
+    for key, value in TINY.items():
+        args += ["-p", f"{key}={json.dumps(value)}"]
+    args += ["--images", "1", "--format", "tsv", "--threads", "1", "--json", str(out), "--quiet"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("# ") and "1 images, grid study" in lines[0]
+    assert lines[1].split("\t")[:3] == list(HEADERS[:3]) and len(lines) == 1 + 1 + 8 + 1
+    payload = json.loads(out.read_text())
+    assert payload["grid"] == "study" and payload["images"] == ["noisy"]
+    assert [r["label"] for r in payload["rows"]] == [c.label for c in STUDY_GRID]
+    assert all(r["images"] == 1 and r["avg_bytes"] > 0 for r in payload["rows"])
+
+
+def test_cli_study_errors(capsys) -> None:
+    assert main(["study", "--codec", "jpeg", "--dataset", "folder:/nonexistent/dir"]) == 2
+    assert main(["study", "--codec", "mbt2018-mean", "--quality", "3", "--threads", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "--threads" in err
+    with pytest.raises(SystemExit):
+        main(["study", "--codec", "jpeg", "--grid", "huge"])
