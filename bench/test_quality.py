@@ -36,13 +36,20 @@ def test_quality(case: Case, case_results, baseline_store, pytestconfig, record_
         pytest.fail(f"{case.id}: " + "; ".join(outcome.failures), pytrace=False)
 
 
+#: Coded size against the model's likelihood estimate: at most 2% above (entropy coder overhead,
+#: container included) and at most 5% below. Below happens when an op leaves the hyperprior's
+#: scales too wide: the coder rounds each scale down to its table entry, which then fits better
+#: than the model's own estimate (global L1 pruning at 0.5 codes 2.7% under it on Kodak).
+RATE_ABOVE, RATE_BELOW = 0.02, 0.05
+
+
 @pytest.mark.quality
 def test_rate_matches_model_estimate(learned_case: Case, codec_for, case_results, bench_images):
-    """Real coded bytes (container included) stay within 2% of the model's likelihood estimate."""
+    """Real coded bytes stay close to the model's likelihood estimate (see RATE_ABOVE/BELOW)."""
     codec = codec_for(learned_case)
     coded = 8 * sum(r.bytes for r in case_results(learned_case))
     estimate = sum(codec.estimated_bits(img) for _, img in bench_images)
-    assert abs(coded / estimate - 1) <= 0.02, (
+    assert -RATE_BELOW <= coded / estimate - 1 <= RATE_ABOVE, (
         f"{learned_case.id}: coded {coded / 8:.0f} bytes vs estimate {estimate / 8:.0f} bytes "
         f"({100 * (coded / estimate - 1):+.2f}%)"
     )

@@ -306,7 +306,7 @@ def _millions(n: int) -> str:
 
 def format_study_table(rows: Sequence[StudyRow], style: str = "text") -> str:
     """The rows as the study's table (text, markdown or tsv). Decode speedups are against the
-    first row, and shown only when that row is the unmodified model (no pruning, no quantization)."""
+    first row, shown only when that row is the unmodified model (no pruning, no quantization)."""
     if style not in ("text", "markdown", "tsv"):
         raise ValueError(f"style must be text, markdown or tsv, not {style!r}")
     if not rows:
