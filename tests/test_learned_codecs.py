@@ -41,7 +41,7 @@ def test_decode_equals_the_models_own_reconstruction(name: str, photo: np.ndarra
     assert np.array_equal(rec, codec.reconstruct(photo))
     assert codec.encode(photo) == data
     assert np.array_equal(imgcomp.decode_stream(data), rec)  # header rebuilds the codec
-    assert len(unpack(data)[1]) == (1 if name == "factorized-prior" else 2)
+    assert len(unpack(data)[1]) == (1 if name == "factorized-prior" else 3)  # z, y, index check
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -167,3 +167,63 @@ def test_shipped_weights_are_documented_small_and_work(photo: np.ndarray) -> Non
     data = codec.encode(photo)
     assert np.array_equal(imgcomp.decode_stream(data), codec.reconstruct(photo))
     assert 8 * len(data) / photo[..., 0].size < 2.0
+
+
+# -- entropy parameters independent of the thread count ----------------------------------------
+def _photo_like(h: int = 256, w: int = 384, seed: int = 3) -> np.ndarray:
+    """Smooth colour gradients plus texture: enough structure for non-trivial scales."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    base = np.stack([np.sin(7 * xx + c) * np.cos(5 * yy - c) for c in range(3)], -1)
+    img = 127 + 90 * base + rng.normal(0, 12, (h, w, 3))
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_entropy_parameters_do_not_depend_on_the_thread_count() -> None:
+    """Scales feed the scale-table indexes both sides must agree on; run with 1 or 2 threads,
+    the hyper-synthesis must give the same bits (plain multi-threaded convs do not)."""
+    codec = imgcomp.create_codec("mbt2018-mean", quality=3)
+    x = codec._to_input(_photo_like(512, 768))
+    threads = torch.get_num_threads()
+    try:
+        with torch.inference_mode():
+            torch.set_num_threads(2)
+            z_hat = codec.model.quantize_latents(x)["z_hat"]
+            two = codec.model.entropy_parameters(z_hat)
+            torch.set_num_threads(1)
+            one = codec.model.entropy_parameters(z_hat)
+            assert torch.get_num_threads() == 1
+            torch.set_num_threads(2)
+            codec.model.entropy_parameters(z_hat)
+            assert torch.get_num_threads() == 2  # restored after the single-thread section
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a, b) for a, b in zip(two, one, strict=True))
+
+
+def test_stream_encoded_with_two_threads_decodes_with_one() -> None:
+    codec = imgcomp.create_codec("mbt2018-mean", quality=3)
+    img = _photo_like(512, 768, seed=5)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        data = codec.encode(img)
+        torch.set_num_threads(1)
+        decoded = codec.decode(data)
+    finally:
+        torch.set_num_threads(threads)
+    # g_s itself may round a handful of pixels differently with another thread count
+    assert decoded.shape == img.shape
+    assert np.abs(decoded.astype(int) - codec.reconstruct(img).astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("name", ["bmshj2018-hyperprior", "mbt2018-mean"])
+def test_index_checksum_mismatch_is_a_clear_error(name: str) -> None:
+    codec = _tiny(name)
+    header, sections = unpack(codec.encode(_photo_like(128, 128)))
+    assert len(sections) == 3 and len(sections[2]) == 4
+    forged = pack(header, [*sections[:2], bytes(b ^ 0xFF for b in sections[2])])
+    with pytest.raises(CodecMismatchError, match="entropy parameters differ"):
+        codec.decode(forged)
+    with pytest.raises(BitstreamError, match="must have 3 sections"):
+        codec.decode(pack(header, sections[:2]))

@@ -3,7 +3,9 @@
 Encoding pads the image to the model's downsampling factor (edge replication, bottom/right),
 quantizes the latents exactly as the model does in eval mode and entropy-codes the integer
 symbols with constriction (:mod:`imgcomp.entropy`): one section for ``y`` (factorized model) or
-two for ``z`` then ``y`` (hyperpriors). Decoding re-derives the very same integer tables, so
+three for hyperpriors: ``z``, ``y`` and a 4-byte checksum of the scale-table indexes the decoder
+must rebuild from ``z`` (computed on one CPU thread, :mod:`imgcomp.nn.determinism`; a mismatch
+raises CodecMismatchError rather than decoding garbage). Decoding re-derives the same tables, so
 ``decode(encode(x))`` equals :meth:`LearnedCodec.reconstruct`, the model's own quantized
 reconstruction.
 """
@@ -11,6 +13,7 @@ reconstruction.
 from __future__ import annotations
 
 import hashlib
+import zlib
 from typing import Any
 
 import numpy as np
@@ -20,7 +23,7 @@ import torch.nn.functional as F
 from imgcomp.bitstream import ParamValue, StreamHeader
 from imgcomp.codecs.base import ContainerCodec
 from imgcomp.entropy import FactorizedCoder, GaussianCoder
-from imgcomp.errors import BitstreamError
+from imgcomp.errors import BitstreamError, CodecMismatchError
 from imgcomp.nn.balle import BalleModel, FactorizedPrior
 from imgcomp.nn.density import FactorizedDensity
 
@@ -138,13 +141,15 @@ class LearnedCodec(ContainerCodec):
         z_coder, y_coder = self.coders
         indexes = lat["indexes"][0].cpu().numpy()
         z_bytes = z_coder.encode(lat["z_symbols"][0].cpu().numpy())
-        return [z_bytes, y_coder.encode(y_sym.reshape(-1), indexes.reshape(-1))]
+        y_bytes = y_coder.encode(y_sym.reshape(-1), indexes.reshape(-1))
+        return [z_bytes, y_bytes, _index_check(indexes)]
 
     @torch.inference_mode()
     def decode_sections(self, sections: list[bytes], header: StreamHeader) -> np.ndarray:
-        if len(sections) != len(self.coders):
+        expected = 1 if len(self.coders) == 1 else 3  # hyperpriors: z, y, index check
+        if len(sections) != expected:
             raise BitstreamError(
-                f"{self.name} stream must have {len(self.coders)} sections, has {len(sections)}"
+                f"{self.name} stream must have {expected} sections, has {len(sections)}"
             )
         model = self.model
         if len(self.coders) == 1:
@@ -157,10 +162,24 @@ class LearnedCodec(ContainerCodec):
             z_sym = torch.from_numpy(z_coder.decode(sections[0], z_shape))[None]
             hyper = model.hyper_decode(z_sym.to(self.device))
             indexes = hyper["indexes"][0].cpu().numpy()
+            if _index_check(indexes) != sections[2]:
+                raise CodecMismatchError(
+                    "this decoder's entropy parameters differ from the encoder's (scale-table "
+                    "index checksum mismatch): the stream is corrupt, or this machine's float "
+                    "arithmetic does not reproduce the encoder's hyperprior (another CPU "
+                    "instruction set or device); decode where it was encoded"
+                )
             y_sym = y_coder.decode(sections[1], indexes.reshape(-1)).reshape(indexes.shape)
             y_sym_t = torch.from_numpy(np.ascontiguousarray(y_sym))[None].to(self.device)
             x_hat = model.decode_symbols(y_sym_t, hyper.get("means"))
         return self._to_image(x_hat, header.height, header.width)
+
+
+def _index_check(indexes: np.ndarray) -> bytes:
+    """4-byte CRC32 of the scale-table indexes: the decoder rebuilds them from z and compares, so
+    entropy parameters that differ from the encoder's fail loudly instead of decoding garbage."""
+    data = np.ascontiguousarray(indexes, dtype="<i4").tobytes()
+    return zlib.crc32(data).to_bytes(4, "little")
 
 
 def _factorized_coder(density: FactorizedDensity) -> FactorizedCoder:

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from imgcomp.errors import ImageError, UnknownCodecError
 from imgcomp.nn.density import FactorizedDensity, GaussianConditional
+from imgcomp.nn.determinism import single_cpu_thread
 from imgcomp.nn.gdn import GDN
 
 __all__ = [
@@ -181,6 +182,13 @@ class _Hyperprior(BalleModel):
         Scales are returned before the 0.11 lower bound (the conditional applies it)."""
         raise NotImplementedError
 
+    def entropy_parameters(self, z_hat: Tensor) -> tuple[Tensor, Tensor | None]:
+        """:meth:`hyper_synthesis` as the coder needs it: on one CPU thread, so the encoder and
+        the decoder get bit-identical scales whatever their thread counts
+        (:mod:`imgcomp.nn.determinism`)."""
+        with single_cpu_thread(z_hat.device):
+            return self.hyper_synthesis(z_hat)
+
     def forward(self, x: Tensor) -> dict[str, Any]:
         """-> ``{"x_hat", "likelihoods": {"y", "z"}}`` (noise in training, rounding in eval)."""
         self.check_input(x)
@@ -205,7 +213,7 @@ class _Hyperprior(BalleModel):
         y = self.analysis(x)
         z = self.hyper_analysis(y)
         z_hat, z_lik = self.z_prior(z, training=False)
-        scales, means = self.hyper_synthesis(z_hat)
+        scales, means = self.entropy_parameters(z_hat)
         y_hat, y_lik = self.y_conditional(y, scales, means, training=False)
         out = {
             "y": y,
@@ -227,7 +235,7 @@ class _Hyperprior(BalleModel):
     def hyper_decode(self, z_symbols: Tensor) -> dict[str, Tensor]:
         """Decoder step 1: ``z_hat``, ``scales``, (``means``) and ``indexes`` from z symbols."""
         z_hat = self.z_prior.dequantize(z_symbols)
-        scales, means = self.hyper_synthesis(z_hat)
+        scales, means = self.entropy_parameters(z_hat)
         out = {
             "z_hat": z_hat,
             "scales": scales,
