@@ -17,6 +17,7 @@ _SUMMARY: dict[str, dict] = {}
 _CHANGES: list[str] = []
 _SPEEDUPS: dict[str, dict] = {}
 _PRECISION: list[dict] = []
+_STEADY = pytest.StashKey[bool]()
 
 
 def _params(cases: list[Case]) -> list:
@@ -39,6 +40,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
         learned = learned_cases()
         metafunc.parametrize("learned_case", _params(learned + op_cases(learned, matrix)))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Pin glibc's malloc thresholds so timings do not drift with test order (see
+    :func:`imgcomp.timing.steady_allocator`)."""
+    from imgcomp.timing import steady_allocator
+
+    config.stash[_STEADY] = steady_allocator()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    steady = config.stash.get(_STEADY, False)
+    return "imgcomp: malloc thresholds " + ("pinned (steady timings)" if steady else "default")
 
 
 def dataset_key(spec: str) -> str:

@@ -119,6 +119,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise ImgcompError(f"--threads must be at least 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    from imgcomp.timing import steady_allocator
+
+    steady_allocator()  # timings independent of what ran before (pruning, recovery training)
     threads = torch.get_num_threads()
     configs = get_grid(args.grid)
     codec = _codec_from_args(args)

@@ -8,14 +8,17 @@ so such load spreads over all of them, and per call the median over rounds is ke
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import statistics
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from imgcomp.errors import ImgcompError
 
-__all__ = ["SideBySide", "time_side_by_side"]
+__all__ = ["SideBySide", "steady_allocator", "time_side_by_side"]
 
 _STATS = {"median": statistics.median, "min": min}
 
@@ -57,3 +60,30 @@ def time_side_by_side(
                 if r >= warmup:
                     runs[name][i].append(elapsed)
     return SideBySide(runs)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+_MMAP_THRESHOLD = 32 * 2**20  # glibc's ceiling; a Kodak image's largest activation is 25 MiB
+_TRIM_THRESHOLD = 2**30
+
+
+def steady_allocator() -> bool:
+    """Make glibc's malloc keep and reuse freed memory (buffers up to 32 MiB from the heap, no
+    trimming); True when applied (Linux with glibc), False elsewhere.
+
+    By default glibc maps each large buffer afresh, or not, depending on an adaptive threshold
+    that moves with what the process freed before, and every fresh map is page-faulted in on
+    first touch. The same decode then took 125 ms or 160 ms depending on what ran earlier in the
+    process (a recovery fine-tuning, another case), which makes latency history and ratios drift
+    with test order. Fixed thresholds remove that drift; the process keeps its peak memory.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD) == 1
+    return ok and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1

@@ -238,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write all results here")
     args = ap.parse_args(argv)
 
+    from imgcomp.timing import steady_allocator
+
+    steady_allocator()
     torch.set_num_threads(args.threads)
     items = list(load_dataset("kodak", download=False).subset(args.images))
     images = [item.load() for item in items]
