@@ -16,6 +16,7 @@ from itertools import product
 import imgcomp
 from bench.cases import Case
 from imgcomp.codecs.base import Codec
+from imgcomp.study import STRUCTURED_RECOVER_STEPS
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ STRUCTURED = _prune(
     entropy=0.3,
     method="structured",
     importance="activation",
-    recover_steps=60,
+    recover_steps=STRUCTURED_RECOVER_STEPS,
 )
 GLOBAL = _prune(
     "enc0.5,dec0.5,ent0.5:l1-global", encoder=0.5, decoder=0.5, entropy=0.5, scope="global"

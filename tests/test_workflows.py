@@ -387,7 +387,7 @@ def run_ci(tmp_path: Path, shared: bool = True, fail: tuple[str, int] | None = N
 EXPECTED_PYTEST = [
     "pytest -n 2",
     "pytest bench -m quick --images 3 -n 2 -p no:cacheprovider",
-    "pytest bench -m quick --images 2 -n 0 --benchmark-only --benchmark-min-rounds=1 "
+    "pytest bench -m quick and latency --images 2 -n 0 --benchmark-min-rounds=1 "
     "--benchmark-max-time=0.05",
 ]
 
