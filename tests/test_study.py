@@ -16,6 +16,7 @@ from imgcomp.evaluate import evaluate
 from imgcomp.images import save_png
 from imgcomp.study import (
     EXTENDED_GRID,
+    STRUCTURED_RECOVER_STEPS,
     STUDY_GRID,
     StudyConfig,
     StudyRow,
@@ -83,7 +84,8 @@ def test_grids() -> None:
         "prune=none/quant=int8",
         "prune=enc0.3,dec0.3,ent0.3:structured/quant=int8",
     ]
-    assert extra[0].importance == "activation" and extra[0].recover_steps == 60
+    assert extra[0].importance == "activation" and extra[0].recover_steps == 300
+    assert extra[0].recover_steps == STRUCTURED_RECOVER_STEPS
     assert get_grid("extended") == EXTENDED_GRID
     with pytest.raises(imgcomp.ImgcompError, match="unknown grid"):
         get_grid("nope")
