@@ -62,16 +62,24 @@ DEFAULT_BASE = "mbt2018-mean-q3"
 QUICK = {"enc0.3,dec0.3,ent0.3:structured/quant=none", "none/quant=int8", "none/quant=bf16"}
 
 
+#: Pruned codecs by (base case, pruning tag, device), shared by the cases that quantize them.
+_PRUNED: dict[tuple[str, str, str], Codec] = {}
+
+
 def op_case(base: Case, prune: OpSpec | None, quant: OpSpec | None) -> Case:
     """``base`` with a pruning and/or a quantization applied, in that order."""
     ptag, qtag = prune.tag if prune else "none", quant.tag if quant else "none"
 
     def factory(device: str) -> Codec:
-        codec = base.build(device)
         if prune:
-            codec = prune.apply(codec)
+            key = (base.id, prune.tag, device)
+            if key not in _PRUNED:  # structured + recovery takes a minute: build it once
+                _PRUNED[key] = prune.apply(base.build(device))
+            codec = _PRUNED[key]
+        else:
+            codec = base.build(device)
         if quant:
-            codec = quant.apply(codec)
+            codec = quant.apply(codec)  # a new codec: the shared pruned one is left untouched
         return codec
 
     return Case(

@@ -21,6 +21,7 @@ import numpy as np
 
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
+from imgcomp.nn.determinism import single_cpu_thread
 from imgcomp.ops.base import copy_model, derive, require_learned
 from imgcomp.ops.profile import ModelProfile, format_profile, profile_model
 
@@ -73,7 +74,8 @@ def prune(
 
             images = calibration_images(data_dir=data)
             calibration = _stack(images, model.downsampling_factor, image_tensor)
-        report = prune_structured(model, ratios, importance, calibration)
+        with single_cpu_thread(codec.device):  # rankings independent of the thread count
+            report = prune_structured(model, ratios, importance, calibration)
         op = f"prune={parts}:structured-{importance}"
         if recover_steps:
             lam = lmbda if lmbda is not None else _training_lambda(codec)
