@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from itertools import product
 
 import imgcomp
-from bench.cases import Case
+from bench.cases import Case, learned_cases
 from imgcomp.codecs.base import Codec
 from imgcomp.study import STRUCTURED_RECOVER_STEPS
 
@@ -58,6 +58,14 @@ QUANTIZATIONS = [_quant(mode) for mode in ("bf16", "int8", "w8", "w4")]
 
 #: Base case of the default matrix (the shipped mean-scale model the study-style table uses).
 DEFAULT_BASE = "mbt2018-mean-q3"
+
+
+def default_base() -> Case:
+    """The learned case the default matrix, the speed-up targets and the precision study use."""
+    (base,) = [c for c in learned_cases() if c.id == DEFAULT_BASE]
+    return base
+
+
 #: Ops CI runs on every push (with the base they apply to).
 QUICK = {"enc0.3,dec0.3,ent0.3:structured/quant=none", "none/quant=int8", "none/quant=bf16"}
 
@@ -98,7 +106,7 @@ def op_cases(bases: list[Case], matrix: str = "default") -> list[Case]:
         return [op_case(b, p, q) for b in bases for p, q in combos if p or q]
     if matrix != "default":
         raise ValueError(f"--matrix must be default or full, not {matrix!r}")
-    base = [b for b in bases if b.id == DEFAULT_BASE]
+    base = [b for b in bases if b.id == DEFAULT_BASE]  # bases may lack it (a subset)
     combos = [(p, None) for p in PRUNINGS] + [(None, q) for q in QUANTIZATIONS]
     combos.append((STRUCTURED, QUANTIZATIONS[1]))  # structured + int8: the fast configuration
     return [op_case(b, p, q) for b in base for p, q in combos]

@@ -8,12 +8,10 @@ from itertools import pairwise
 
 import pytest
 
-import imgcomp
-from bench.cases import learned_cases
-from bench.matrix import DEFAULT_BASE
-from imgcomp.evaluate import evaluate, summarize
+from bench.matrix import default_base
+from imgcomp.ops.quant.precision import WEIGHT_BITS, weight_bits_table
 
-BITS = tuple(range(8, 1, -1))
+BITS = WEIGHT_BITS
 #: w8 may cost at most this much mean SSIM (the issue's target).
 W8_SSIM_DROP = 0.002
 
@@ -21,15 +19,10 @@ W8_SSIM_DROP = 0.002
 @pytest.mark.quality
 @pytest.mark.quick
 def test_ssim_vs_weight_bits(codec_for, bench_images, record_property) -> None:
-    (case,) = [c for c in learned_cases() if c.id == DEFAULT_BASE]
-    base = codec_for(case)
-    rows = {"float32": summarize(evaluate(base, bench_images))}
-    for bits in BITS:
-        codec = imgcomp.quantize(base, f"w{bits}")
-        rows[f"w{bits}"] = summarize(evaluate(codec, bench_images))
+    case = default_base()
     table = {
-        name: {"ssim": r["ssim"], "psnr": r["psnr"], "bpp": r["bpp"], "images": len(bench_images)}
-        for name, r in rows.items()
+        name: {**row, "images": len(bench_images)}
+        for name, row in weight_bits_table(codec_for(case), bench_images, BITS).items()
     }
     record_property("imgcomp_precision", {"case": case.id, "rows": table})
     ssim = {name: r["ssim"] for name, r in table.items()}

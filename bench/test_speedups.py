@@ -32,8 +32,8 @@ import os
 import pytest
 import torch
 
-from bench.cases import Case, learned_cases
-from bench.matrix import DEFAULT_BASE, QUANTIZATIONS, STRUCTURED, op_case
+from bench.cases import Case
+from bench.matrix import QUANTIZATIONS, STRUCTURED, default_base, op_case
 from imgcomp.evaluate import summarize
 from imgcomp.ops.profile import profile_model
 from imgcomp.timing import time_side_by_side
@@ -51,13 +51,8 @@ ROUNDS = 7
 pytestmark = pytest.mark.quick
 
 
-def _base() -> Case:
-    (base,) = [c for c in learned_cases() if c.id == DEFAULT_BASE]
-    return base
-
-
 def _variants() -> dict[str, Case]:
-    base = _base()
+    base = default_base()
     quant = {spec.tag: spec for spec in QUANTIZATIONS}
     return {
         "float32": base,

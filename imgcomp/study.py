@@ -25,7 +25,8 @@ import imgcomp
 from imgcomp.codecs.base import Codec
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
-from imgcomp.evaluate import ImageResult, RoundTripError, evaluate_image
+from imgcomp.evaluate import ImageResult, RoundTripError, evaluate_image, summarize
+from imgcomp.ops.profile import ComponentProfile
 
 __all__ = [
     "EXTENDED_GRID",
@@ -263,28 +264,25 @@ def run_study(
         if warm is not None:
             _check_same(warm, results[0])
         size = imgcomp.profile(variant).total if isinstance(variant, LearnedCodec) else None
-        rows.append(
-            _row(
-                config,
-                len(results),
-                encode_s=sum(r.encode_s for r in results),
-                decode_s=sum(r.decode_s for r in results),
-                ssim=float(np.mean([r.ssim for r in results])),
-                psnr=float(np.mean([r.psnr for r in results])),
-                bpp=float(np.mean([r.bpp for r in results])),
-                avg_bytes=float(np.mean([r.bytes for r in results])),
-                parameters=None if size is None else size.parameters,
-                nonzero_parameters=None if size is None else size.nonzero_parameters,
-                serialized_bytes=None if size is None else size.serialized_bytes,
-                macs=None if size is None else size.macs,
-            )
-        )
+        summary = {**summarize(results), "images": len(results)}
+        rows.append(row_from_summary(config, summary, size))
     return rows
 
 
-def row_from_summary(config: StudyConfig, summary: Mapping[str, Any]) -> StudyRow:
-    """A row from a benchmark summary (``summarize`` means plus ``images``): times become sums."""
+def row_from_summary(
+    config: StudyConfig, summary: Mapping[str, Any], size: ComponentProfile | None = None
+) -> StudyRow:
+    """A row from a benchmark summary (``summarize`` means plus ``images``): times become sums;
+    ``size``: the model's total profile (parameters, non-zeros, serialized bytes, MACs)."""
     n = int(summary["images"])
+    sizes = {}
+    if size is not None:
+        sizes = {
+            "parameters": size.parameters,
+            "nonzero_parameters": size.nonzero_parameters,
+            "serialized_bytes": size.serialized_bytes,
+            "macs": size.macs,
+        }
     return _row(
         config,
         n,
@@ -294,6 +292,7 @@ def row_from_summary(config: StudyConfig, summary: Mapping[str, Any]) -> StudyRo
         psnr=summary["psnr"],
         bpp=summary["bpp"],
         avg_bytes=summary["bytes"],
+        **sizes,
     )
 
 

@@ -522,3 +522,16 @@ def test_int8_default_shrinks_the_whole_model(tiny_mbt, calib) -> None:
     assert after.serialized_bytes - densities <= 0.32 * (before.serialized_bytes - densities)
     for name in ("h_a", "h_s"):
         assert isinstance(getattr(q.model, name), Int8Transform)
+
+
+def test_weight_bits_table_rows_are_real_evaluations(tiny_mbt) -> None:
+    from imgcomp.evaluate import evaluate, summarize
+    from imgcomp.ops.quant.precision import weight_bits_table
+
+    images = [("a", _smooth(64, 64, seed=1)), ("b", _smooth(64, 64, seed=2))]
+    table = weight_bits_table(tiny_mbt, images, bits=(8, 2))
+    assert list(table) == ["float32", "w8", "w2"]
+    plain = summarize(evaluate(tiny_mbt, images))
+    assert table["float32"] == {k: plain[k] for k in ("ssim", "psnr", "bpp")}
+    w2 = summarize(evaluate(quantize_codec(tiny_mbt, "w2")[0], images))
+    assert table["w2"]["ssim"] == w2["ssim"] and table["w2"]["bpp"] == w2["bpp"]

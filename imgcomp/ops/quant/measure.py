@@ -21,8 +21,8 @@ import argparse
 import json
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -36,6 +36,8 @@ from imgcomp.metrics import ssim
 from imgcomp.ops.base import copy_model, derive
 from imgcomp.ops.quant.api import quantize_codec
 from imgcomp.ops.quant.calibration import calibration_images
+from imgcomp.ops.quant.precision import weight_bits_table
+from imgcomp.timing import time_side_by_side
 
 
 class _ChannelsLast(nn.Module):
@@ -90,12 +92,6 @@ class _Row:
         return out
 
 
-def _timed(fn: Callable[[], object]) -> tuple[float, object]:
-    t = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t, out
-
-
 def _build(
     base: LearnedCodec, modes: list[str], calib: list[np.ndarray]
 ) -> tuple[dict[str, tuple[LearnedCodec, float]], dict[str, float]]:
@@ -138,38 +134,43 @@ def run_latency(
             if quality:
                 rows[name].ssim.append(ssim(img, rec))
                 rows[name].bpp.append(bits_per_pixel(len(data), *img.shape[:2]))
-        r = rows[name]
-        r.encode, r.decode, r.synth = ([[] for _ in images] for _ in range(3))
     latents = {}
     for name, (codec, _) in codecs.items():
         with torch.inference_mode():
             latents[name] = [
                 codec.model.quantize_latents(codec._to_input(img))["y_hat"] for img in images
             ]
-    for _ in range(repeats):
-        for name, (codec, _) in codecs.items():
-            r = rows[name]
-            for i, img in enumerate(images):
-                r.encode[i].append(_timed(lambda c=codec, im=img: c.encode(im))[0])
-                r.decode[i].append(_timed(lambda c=codec, d=streams[name][i]: c.decode(d))[0])
-                with torch.inference_mode():
-                    y = latents[name][i]
-                    r.synth[i].append(_timed(lambda c=codec, y=y: c.model.g_s(y))[0])
+
+    def synth(codec: LearnedCodec, y: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return codec.model.g_s(y)
+
+    # the loop above warmed every codec up; each phase is timed interleaved across variants
+    encode = time_side_by_side(
+        {n: [partial(c.encode, img) for img in images] for n, (c, _) in codecs.items()},
+        repeats,
+        warmup=0,
+    )
+    decode = time_side_by_side(
+        {n: [partial(c.decode, d) for d in streams[n]] for n, (c, _) in codecs.items()},
+        repeats,
+        warmup=0,
+    )
+    synthesis = time_side_by_side(
+        {n: [partial(synth, c, y) for y in latents[n]] for n, (c, _) in codecs.items()},
+        repeats,
+        warmup=0,
+    )
+    for name, r in rows.items():
+        r.encode, r.decode, r.synth = (
+            [list(runs) for runs in t.runs[name]] for t in (encode, decode, synthesis)
+        )
     return {name: row.summary() for name, row in rows.items()}
 
 
 def run_bits_table(base: LearnedCodec, images: list[np.ndarray]) -> dict[str, dict[str, float]]:
-    """Mean SSIM and bpp of wK (K = 2..8) on every component's transforms, and of float."""
-    table = {}
-    for name in ["float", *(f"w{k}" for k in range(8, 1, -1))]:
-        codec = base if name == "float" else quantize_codec(base, name)[0]
-        s, b = [], []
-        for img in images:
-            data = codec.encode(img)
-            s.append(ssim(img, codec.decode(data)))
-            b.append(bits_per_pixel(len(data), *img.shape[:2]))
-        table[name] = {"ssim": float(np.mean(s)), "bpp": float(np.mean(b))}
-    return table
+    """Mean SSIM, PSNR and bpp of float32 and of wK (K = 8..2) on every component's transforms."""
+    return weight_bits_table(base, [(f"image{i}", img) for i, img in enumerate(images)])
 
 
 def _cell(col: str, v: object) -> str:
@@ -207,7 +208,7 @@ def _trained(args: argparse.Namespace, images: list[np.ndarray], calib: list[np.
     print(_markdown(trained, [*cols, "size_ratio", "exact"]) + "\n")
     bits = run_bits_table(base, images)
     print("## SSIM vs weight bits (weights of g_a, g_s, h_a, h_s at K bits)\n")
-    print(_markdown(bits, ["ssim", "bpp"]) + "\n")
+    print(_markdown(bits, ["ssim", "psnr", "bpp"]) + "\n")
     return {"trained": trained, "ssim_vs_bits": bits}
 
 

@@ -1,0 +1,32 @@
+"""The precision study: a learned codec's quality and rate with its weights at K bits (``wK``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from imgcomp.codecs.learned import LearnedCodec
+from imgcomp.evaluate import evaluate, summarize
+from imgcomp.ops.quant.api import quantize_codec
+
+__all__ = ["WEIGHT_BITS", "weight_bits_table"]
+
+#: Weight precisions of the study, most precise first.
+WEIGHT_BITS = tuple(range(8, 1, -1))
+
+
+def weight_bits_table(
+    codec: LearnedCodec,
+    images: Sequence[tuple[str, np.ndarray]],
+    bits: Iterable[int] = WEIGHT_BITS,
+) -> dict[str, dict[str, float]]:
+    """Mean SSIM, PSNR and bpp over ``images`` (real streams) of ``codec`` (row ``float32``)
+    and of ``codec`` quantized to ``wK`` for each K in ``bits`` (rows ``w8``, ``w7``, ...)."""
+    variants = {"float32": codec}
+    variants.update({f"w{k}": quantize_codec(codec, f"w{k}")[0] for k in bits})
+    table = {}
+    for name, variant in variants.items():
+        mean = summarize(evaluate(variant, images))
+        table[name] = {"ssim": mean["ssim"], "psnr": mean["psnr"], "bpp": mean["bpp"]}
+    return table
