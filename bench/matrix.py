@@ -16,7 +16,7 @@ from itertools import product
 import imgcomp
 from bench.cases import Case, learned_cases
 from imgcomp.codecs.base import Codec
-from imgcomp.study import STRUCTURED_RECOVER_STEPS
+from imgcomp.study import STRUCTURED_RECOVER_STEPS, STRUCTURED_ROUND_TO
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ STRUCTURED = _prune(
     method="structured",
     importance="activation",
     recover_steps=STRUCTURED_RECOVER_STEPS,
+    round_to=STRUCTURED_ROUND_TO,
 )
 GLOBAL = _prune(
     "enc0.5,dec0.5,ent0.5:l1-global", encoder=0.5, decoder=0.5, entropy=0.5, scope="global"

@@ -5,19 +5,17 @@ Against the unpruned float32 model of the default matrix (``mbt2018-mean-q3``):
 =============  ========================  ================  ==============================
 op             decode latency            SSIM drop         serialized size (whole model)
 =============  ========================  ================  ==============================
-structured     target 0.70x, gate 0.80x  (reported)
+structured     <= 0.70x                  (reported)
 bf16           <= 0.50x (native bf16)    <= 0.005
 int8           <= 0.60x                  <= 0.01           <= 0.3x
 w8             (not a speed op)          <= 0.002
 =============  ========================  ================  ==============================
 
-Structured pruning at 0.3 (all components, 64 -> 45 channels) decodes in 0.71-0.73x of the
-unpruned model's time in steady state on this project's 2-core AVX-512 CPU (24 Kodak images;
-0.62-0.64x in a fresh process, where glibc still maps and faults in the large activation
-buffers on every call), short of the 0.70x target: oneDNN computes 45 channels in blocks of 16
-(as 48), and the 3-channel output deconv, GDN and the entropy decoding scale only linearly with
-the width. Its gate is therefore 0.80x (unstructured pruning stays at 1.0x), and the measured
-ratio against the 0.70x target is printed after the run.
+Structured pruning at 0.3 (all components) keeps widths rounded down to multiples of 4
+(:data:`imgcomp.study.STRUCTURED_ROUND_TO`): 64 -> 44 and 96 -> 64 channels. With the exact
+widths (45 and 67) decode took 0.69-0.73x of the unpruned model on this project's 2-core AVX-512
+CPU, because oneDNN computes channels in blocks of 16 (67 latent channels cost as much as 80);
+rounded, 0.65-0.66x at the same Kodak SSIM after recovery.
 
 Latencies come from one interleaved run (:func:`imgcomp.timing.time_side_by_side`): every round
 decodes every image with every variant in turn, so machine load hits them alike. The ratio is
@@ -38,10 +36,8 @@ from imgcomp.evaluate import summarize
 from imgcomp.ops.profile import profile_model
 from imgcomp.timing import time_side_by_side
 
-#: Decode-latency targets of the issue (ratio to the unpruned float32 model) ...
+#: Decode-latency targets of the issue (ratio to the unpruned float32 model), enforced as gates.
 DECODE_TARGETS = {"structured": 0.70, "bf16": 0.50, "int8": 0.60}
-#: ... and what the gate enforces (see the module doc for structured pruning).
-DECODE_GATES = {**DECODE_TARGETS, "structured": 0.80}
 #: Largest allowed drop of mean SSIM.
 SSIM_DROP_TARGETS = {"bf16": 0.005, "int8": 0.01, "w8": 0.002}
 #: Largest whole-model serialized size ratio.
@@ -103,7 +99,7 @@ def _report(encode, decode) -> str:
 
 
 @pytest.mark.latency
-@pytest.mark.parametrize("op", list(DECODE_GATES))
+@pytest.mark.parametrize("op", list(DECODE_TARGETS))
 def test_decode_speedup(op: str, side_by_side, record_property) -> None:
     encode, decode = side_by_side
     ratio = decode.ratio(op, "float32")
@@ -118,13 +114,12 @@ def test_decode_speedup(op: str, side_by_side, record_property) -> None:
             "float32_decode_ms": 1e3 * decode.total("float32"),
             "images": len(decode.runs[op]),
             "target": DECODE_TARGETS[op],
-            "gate": DECODE_GATES[op],
         },
     )
     if op == "bf16" and not _native_bf16():
         pytest.skip(f"no native bf16 on this CPU (decode ratio {ratio:.2f}); target needs it")
-    assert ratio <= DECODE_GATES[op], (
-        f"{op} decode {ratio:.2f}x of float32 > {DECODE_GATES[op]}x\n" + _report(encode, decode)
+    assert ratio <= DECODE_TARGETS[op], (
+        f"{op} decode {ratio:.2f}x of float32 > {DECODE_TARGETS[op]}x\n" + _report(encode, decode)
     )
 
 

@@ -129,6 +129,51 @@ def test_pruned_model_runs_and_widths_follow_the_ratios(
                 assert torch.equal(a, b), name
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    arch=st.sampled_from(ARCHS),
+    N=st.integers(8, 40),
+    M=st.integers(8, 48),
+    ratio=st.floats(0.05, 0.6, allow_nan=False),
+    round_to=st.sampled_from([2, 4, 8, 16]),
+)
+def test_round_to_gives_multiples_and_at_least_the_ratio(
+    arch: str, N: int, M: int, ratio: float, round_to: int
+) -> None:
+    model = _randomized(arch, N, M)
+    original = copy.deepcopy(model)
+    ratios = {c: ratio for c in COMPONENTS}
+    report = prune_structured(model, ratios, round_to=round_to)
+    with torch.no_grad():
+        out = model(_input(model))
+    assert out["x_hat"].shape == (1, 3, 64, 64)
+    assert report.round_to == round_to
+    for group in channel_groups(original):
+        before = _out_channels(original, group.root)
+        exact = max(1, round((1 - ratio) * before))
+        after = _out_channels(model, group.root)
+        if exact >= round_to:  # rounded down to a multiple: never less pruning than asked
+            assert after % round_to == 0 and exact - round_to < after <= exact, group
+        else:  # too narrow to round: the exact count stays
+            assert after == exact, group
+
+
+def test_round_to_names_the_op_and_rejects_nonsense() -> None:
+    base = imgcomp.create_codec("mean-scale-hyperprior", pretrained=False, N=16, M=24)
+    plain = imgcomp.prune(base, decoder=0.3, method="structured")
+    rounded = imgcomp.prune(base, decoder=0.3, method="structured", round_to=8)
+    assert [m.out_channels for m in rounded.model.g_s[:-1:2]] == [8, 8, 8]  # 11 -> 8
+    assert [m.out_channels for m in plain.model.g_s[:-1:2]] == [11, 11, 11]
+    assert rounded.ops[-1].endswith(":round8") and rounded.fingerprint != plain.fingerprint
+    assert structured_op({"decoder": 0.3}, "l1", 8) == "prune-structured(l1;decoder=0.3;round_to=8)"
+    assert structured_op({"decoder": 0.3}, "l1", 1) == structured_op({"decoder": 0.3})
+    for bad in (0, -4, 2.5, True, "8"):
+        with pytest.raises(ImgcompError, match="round_to"):
+            imgcomp.prune(base, decoder=0.3, method="structured", round_to=bad)
+    with pytest.raises(ImgcompError, match="round_to applies"):
+        imgcomp.prune(base, decoder=0.3, round_to=8)
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_ratio_zero_is_the_identity(arch: str) -> None:
     model = _randomized(arch, 16, 24)

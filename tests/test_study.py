@@ -17,6 +17,7 @@ from imgcomp.images import save_png
 from imgcomp.study import (
     EXTENDED_GRID,
     STRUCTURED_RECOVER_STEPS,
+    STRUCTURED_ROUND_TO,
     STUDY_GRID,
     StudyConfig,
     StudyRow,
@@ -86,6 +87,7 @@ def test_grids() -> None:
     ]
     assert extra[0].importance == "activation" and extra[0].recover_steps == 300
     assert extra[0].recover_steps == STRUCTURED_RECOVER_STEPS
+    assert extra[0].round_to == STRUCTURED_ROUND_TO == 4 and extra[3].round_to == 4
     assert get_grid("extended") == EXTENDED_GRID
     with pytest.raises(imgcomp.ImgcompError, match="unknown grid"):
         get_grid("nope")
@@ -97,6 +99,9 @@ def test_apply_returns_new_codecs(tiny) -> None:
     assert pruned is not tiny and pruned.ops and not tiny.ops
     both = StudyConfig(encoder=0.3, quant="w8").apply(tiny)
     assert len(both.ops) == 2 and both.ops[0].startswith("prune=") and not tiny.ops
+    slim = StudyConfig(decoder=0.3, method="structured", round_to=4).apply(tiny)
+    assert slim.ops[0].endswith(":round4")
+    assert all(m.out_channels % 4 == 0 for m in slim.model.g_s[:-1:2])
 
 
 def test_rows_follow_config_order_and_match_plain_evaluate(study, tiny) -> None:

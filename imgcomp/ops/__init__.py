@@ -43,6 +43,7 @@ def prune(
     recover_steps: int = 0,
     lmbda: float | None = None,
     data: str | Path | None = None,
+    round_to: int | None = None,
 ) -> LearnedCodec:
     """Prune each component (encoder, decoder, entropy model) by its own ratio in [0, 1).
 
@@ -50,7 +51,10 @@ def prune(
     "layer": per layer, "global": one threshold per component); ``method="structured"`` removes
     whole channels so the network really shrinks (``importance`` l1, l2 or activation), and
     ``recover_steps`` then fine-tunes it with the rate-distortion objective (``lmbda``: the
-    model's training lambda by default; ``data``: training images, never Kodak).
+    model's training lambda by default; ``data``: training images, never Kodak). ``round_to``
+    (structured only) rounds every kept width down to a multiple of it, as torch-pruning's
+    ``round_to`` does: widths that fill whole vector registers, so the achieved ratio is at
+    least the requested one (0.3 on 64 channels keeps 45, with ``round_to=8`` 40).
     """
     codec = require_learned(codec)
     ratios = {"encoder": encoder, "decoder": decoder, "entropy": entropy}
@@ -58,6 +62,8 @@ def prune(
         raise ImgcompError(f"unknown pruning method {method!r}; use one of {METHODS}")
     if recover_steps and method != "structured":
         raise ImgcompError("recover_steps applies to method='structured'")
+    if round_to is not None and method != "structured":
+        raise ImgcompError("round_to applies to method='structured'")
     model = copy_model(codec)
     parts = ",".join(f"{k[:3]}{v:g}" for k, v in ratios.items())
     if method == "l1":
@@ -66,8 +72,9 @@ def prune(
         report = prune_unstructured(model, ratios, scope=scope)
         op = f"prune={parts}:l1-{scope}"
     else:
-        from imgcomp.ops.structured import prune_structured, recover
+        from imgcomp.ops.structured import check_round_to, prune_structured, recover
 
+        round_to = check_round_to(round_to)
         calibration = None
         if importance == "activation":
             from imgcomp.ops.quant.calibration import calibration_images, image_tensor
@@ -75,8 +82,8 @@ def prune(
             images = calibration_images(data_dir=data)
             calibration = _stack(images, model.downsampling_factor, image_tensor)
         with single_cpu_thread(codec.device):  # rankings independent of the thread count
-            report = prune_structured(model, ratios, importance, calibration)
-        op = f"prune={parts}:structured-{importance}"
+            report = prune_structured(model, ratios, importance, calibration, round_to)
+        op = f"prune={parts}:structured-{importance}" + (f":round{round_to}" if round_to else "")
         if recover_steps:
             lam = lmbda if lmbda is not None else _training_lambda(codec)
             recover(model, recover_steps, lam, data or _default_data())

@@ -32,6 +32,11 @@ it, ``E|input_j| * ||W[:, j]||_1`` summed over those layers, with input statisti
 calibration images. Trained codecs spread their filter norms evenly, so the filter norm alone
 picks poorly: shipped mbt2018-mean q3, decoder pruned by 0.3, no fine-tuning, kodim01-04 mean
 PSNR 11.9 dB with L1, 19.3 dB with activation (unpruned 28.0). :func:`recover` fine-tunes.
+
+``round_to`` rounds each kept width down to a multiple (torch-pruning's rule), trading a little
+more pruning for widths the kernels run at full vector width: on the 2-core AVX-512 CPU the
+shipped q3 model pruned by 0.3 everywhere decodes in 0.65x of the unpruned time with 44 / 64
+channels (``round_to=4``) against 0.69-0.71x with the exact 45 / 67, at the same Kodak SSIM.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ __all__ = [
     "RecoverResult",
     "StructuredReport",
     "channel_groups",
+    "check_round_to",
     "prune_codec_structured",
     "prune_structured",
     "recover",
@@ -282,6 +288,7 @@ class StructuredReport:
     params_after: int
     config_before: dict[str, Any]
     config_after: dict[str, Any]
+    round_to: int | None = None
 
     @property
     def param_fraction(self) -> float:
@@ -338,8 +345,23 @@ def _check_ratios(ratios: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
-def _kept(channels: int, ratio: float) -> int:
-    return max(1, round((1.0 - ratio) * channels))
+def _kept(channels: int, ratio: float, round_to: int | None = None) -> int:
+    """Channels a group keeps: ``round((1 - ratio) * channels)`` (at least 1), then, with
+    ``round_to``, rounded down to a multiple of it (torch-pruning's rule; a count already below
+    ``round_to`` stays), so the achieved ratio is never below the requested one."""
+    kept = max(1, round((1.0 - ratio) * channels))
+    if round_to and kept >= round_to:
+        kept -= kept % round_to
+    return kept
+
+
+def check_round_to(round_to: object) -> int | None:
+    """``round_to`` as a positive int, or None; ImgcompError for anything else."""
+    if round_to is None:
+        return None
+    if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
+        raise ImgcompError(f"round_to must be a positive integer or None, got {round_to!r}")
+    return None if round_to == 1 else int(round_to)
 
 
 def prune_structured(
@@ -347,6 +369,7 @@ def prune_structured(
     ratios: Mapping[str, float],
     importance: str = "l1",
     calibration: Tensor | None = None,
+    round_to: int | None = None,
 ) -> StructuredReport:
     """Remove the least important output channels of ``model``'s channel groups, in place.
 
@@ -357,10 +380,12 @@ def prune_structured(
     layout uses) or the widest transform layer (factorized); the report has every layer's width.
     ``calibration`` (images [B,3,H,W] in [0, 1], sides multiples of the model's downsampling
     factor; never the evaluation set) is required by ``importance="activation"`` only.
+    ``round_to`` rounds every kept width down to a multiple of it (see :func:`_kept`).
     """
     if not isinstance(model, BalleModel):
         raise ImgcompError(f"structured pruning needs a BalleModel, got {type(model).__name__}")
     ratios = _check_ratios(ratios)
+    round_to = check_round_to(round_to)
     if importance not in IMPORTANCES:
         raise ImgcompError(f"unknown importance {importance!r}; use one of {sorted(IMPORTANCES)}")
     if importance == "activation":
@@ -390,7 +415,7 @@ def prune_structured(
             full = graph.get_pruning_group(root, fn, list(range(channels)))
             _check_coupling(full, group, owner)
             scores = scorer(full)
-            n_drop = channels - _kept(channels, ratio)
+            n_drop = channels - _kept(channels, ratio, round_to)
             drop = sorted(torch.argsort(scores, stable=True)[:n_drop].tolist())
             chosen.append((group, ratio, root, fn, channels, drop))
         for group, ratio, root, fn, channels, drop in chosen:
@@ -412,6 +437,7 @@ def prune_structured(
         arch=model.arch,
         ratios=ratios,
         importance=importance,
+        round_to=round_to,
         groups=tuple(done),
         layers=layers,
         params_before=params_before,
@@ -459,10 +485,14 @@ def _update_config(model: BalleModel) -> None:
         model.N = int(model.h_a[-1].out_channels)
 
 
-def structured_op(ratios: Mapping[str, float], importance: str = "l1") -> str:
-    """The op record of a structured pruning, e.g. ``prune-structured(l1;decoder=0.3)``."""
+def structured_op(
+    ratios: Mapping[str, float], importance: str = "l1", round_to: int | None = None
+) -> str:
+    """The op record of a structured pruning, e.g. ``prune-structured(l1;decoder=0.3)`` (with
+    ``;round_to=8`` appended when widths are rounded)."""
     parts = ",".join(f"{k}={float(v):g}" for k, v in sorted(_check_ratios(ratios).items()))
-    return f"prune-structured({importance};{parts})"
+    rounded = check_round_to(round_to)
+    return f"prune-structured({importance};{parts}" + (f";round_to={rounded})" if rounded else ")")
 
 
 def prune_codec_structured(
@@ -470,12 +500,13 @@ def prune_codec_structured(
     ratios: Mapping[str, float],
     importance: str = "l1",
     calibration: Tensor | None = None,
+    round_to: int | None = None,
 ) -> tuple[LearnedCodec, StructuredReport]:
     """A new codec around a structurally pruned copy of ``codec``'s model (the original stays)."""
     codec = require_learned(codec)
     model = copy_model(codec)
-    report = prune_structured(model, ratios, importance, calibration)
-    return derive(codec, model, structured_op(ratios, importance)), report
+    report = prune_structured(model, ratios, importance, calibration, round_to)
+    return derive(codec, model, structured_op(ratios, importance, round_to)), report
 
 
 # -- recovery fine-tuning ----------------------------------------------------------------------
