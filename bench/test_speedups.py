@@ -17,6 +17,10 @@ widths (45 and 67) decode took 0.69-0.73x of the unpruned model on this project'
 CPU, because oneDNN computes channels in blocks of 16 (67 latent channels cost as much as 80);
 rounded, 0.65-0.66x at the same Kodak SSIM after recovery.
 
+The targets gate a run on all 24 Kodak images; a partial run (CI's ``--images 2``) or other
+images gate at target + :data:`PARTIAL_RUN_SLACK`, and the terminal section prints every ratio
+against its target either way.
+
 Latencies come from one interleaved run (:func:`imgcomp.timing.time_side_by_side`): every round
 decodes every image with every variant in turn, so machine load hits them alike. The ratio is
 the sum over images of the per-image medians. SSIM drops compare the quality pass's mean SSIM
@@ -36,8 +40,12 @@ from imgcomp.evaluate import summarize
 from imgcomp.ops.profile import profile_model
 from imgcomp.timing import time_side_by_side
 
-#: Decode-latency targets of the issue (ratio to the unpruned float32 model), enforced as gates.
+#: Decode-latency targets of the issue (ratio to the unpruned float32 model), defined on Kodak.
 DECODE_TARGETS = {"structured": 0.70, "bf16": 0.50, "int8": 0.60}
+#: A run on part of Kodak (CI's 2 images) or on other images gates at target + this: a ratio
+#: from 2 images moves by about +-0.02 from run to run and differs from the 24-image one by as
+#: much (structured: 0.64-0.68 on kodim01-02 in five runs, 0.65-0.66 on all 24).
+PARTIAL_RUN_SLACK = 0.05
 #: Largest allowed drop of mean SSIM.
 SSIM_DROP_TARGETS = {"bf16": 0.005, "int8": 0.01, "w8": 0.002}
 #: Largest whole-model serialized size ratio.
@@ -100,9 +108,14 @@ def _report(encode, decode) -> str:
 
 @pytest.mark.latency
 @pytest.mark.parametrize("op", list(DECODE_TARGETS))
-def test_decode_speedup(op: str, side_by_side, record_property) -> None:
+def test_decode_speedup(op: str, side_by_side, record_property, pytestconfig) -> None:
     encode, decode = side_by_side
     ratio = decode.ratio(op, "float32")
+    full_kodak = (
+        pytestconfig.getoption("--dataset") == "kodak"
+        and pytestconfig.getoption("--images") is None
+    )
+    gate = DECODE_TARGETS[op] + (0.0 if full_kodak else PARTIAL_RUN_SLACK)
     record_property(
         "imgcomp_speedup",
         {
@@ -114,12 +127,13 @@ def test_decode_speedup(op: str, side_by_side, record_property) -> None:
             "float32_decode_ms": 1e3 * decode.total("float32"),
             "images": len(decode.runs[op]),
             "target": DECODE_TARGETS[op],
+            "gate": gate,
         },
     )
     if op == "bf16" and not _native_bf16():
         pytest.skip(f"no native bf16 on this CPU (decode ratio {ratio:.2f}); target needs it")
-    assert ratio <= DECODE_TARGETS[op], (
-        f"{op} decode {ratio:.2f}x of float32 > {DECODE_TARGETS[op]}x\n" + _report(encode, decode)
+    assert ratio <= gate, f"{op} decode {ratio:.2f}x of float32 > {gate:.2f}x\n" + _report(
+        encode, decode
     )
 
 

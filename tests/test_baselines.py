@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from imgcomp.baselines import BaselineError, BaselineStore, Tolerance, case_filename
+from imgcomp.baselines import (
+    SSIM_JITTER,
+    BaselineError,
+    BaselineStore,
+    Tolerance,
+    case_filename,
+)
 from imgcomp.evaluate import evaluate
 from imgcomp.images import save_png
 from imgcomp.registry import create_codec
@@ -72,6 +79,19 @@ def test_update_never_lowers_silently(tmp_path, photos) -> None:
     changes = store.update("case", _run("jpeg", photos, quality=40), Tolerance(), allow_lower=True)
     assert len(changes) == 2 and "->" in changes[0]
     assert not store.update("case", _run("jpeg", photos, quality=40), Tolerance())  # no change
+
+
+def test_update_ignores_decode_jitter_but_not_real_drops(tmp_path, photos) -> None:
+    store = BaselineStore(tmp_path, "sample")
+    run = _run("jpeg", photos, quality=75)
+    store.update("case", run, Tolerance())
+    before = store.path("case").read_text()
+    jitter = [replace(r, ssim=r.ssim - 0.5 * SSIM_JITTER) for r in run]  # same bytes
+    assert store.update("case", jitter, Tolerance()) == []
+    assert store.path("case").read_text() == before
+    drop = [replace(r, ssim=r.ssim - 2 * SSIM_JITTER) for r in run]
+    with pytest.raises(BaselineError, match="refusing to lower"):
+        store.update("case", drop, Tolerance())
 
 
 def test_tolerance_is_read_from_the_file(tmp_path, photos) -> None:
