@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import product
 
 import imgcomp
 from bench.cases import Case, learned_cases
+from imgcomp import study
 from imgcomp.codecs.base import Codec
-from imgcomp.study import STRUCTURED_RECOVER_STEPS, STRUCTURED_ROUND_TO
+from imgcomp.study import StudyConfig
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,9 @@ class OpSpec:
     apply: Callable[[Codec], Codec] = field(compare=False)
 
 
-def _prune(tag: str, **kwargs) -> OpSpec:
-    return OpSpec(tag, lambda codec: imgcomp.prune(codec, **kwargs))
+def _prune(config: StudyConfig) -> OpSpec:
+    """The pruning of a study configuration (imgcomp.study defines the settings)."""
+    return OpSpec(config.prune_tag, config.apply)
 
 
 def _quant(mode: str) -> OpSpec:
@@ -36,24 +37,9 @@ def _quant(mode: str) -> OpSpec:
 
 
 #: The study's grid: encoder / decoder / entropy-model ratios in {0, 0.3}, L1 unstructured.
-STUDY_GRID = [
-    _prune(f"enc{e:g},dec{d:g},ent{n:g}:l1", encoder=e, decoder=d, entropy=n)
-    for e, d, n in product((0.0, 0.3), repeat=3)
-    if (e, d, n) != (0, 0, 0)
-]
-STRUCTURED = _prune(
-    "enc0.3,dec0.3,ent0.3:structured",
-    encoder=0.3,
-    decoder=0.3,
-    entropy=0.3,
-    method="structured",
-    importance="activation",
-    recover_steps=STRUCTURED_RECOVER_STEPS,
-    round_to=STRUCTURED_ROUND_TO,
-)
-GLOBAL = _prune(
-    "enc0.5,dec0.5,ent0.5:l1-global", encoder=0.5, decoder=0.5, entropy=0.5, scope="global"
-)
+STUDY_GRID = [_prune(c) for c in study.STUDY_GRID if c.pruned]
+STRUCTURED = _prune(study.STRUCTURED_CONFIG)
+GLOBAL = _prune(StudyConfig(0.5, 0.5, 0.5, scope="global"))
 PRUNINGS = [*STUDY_GRID, STRUCTURED, GLOBAL]
 QUANTIZATIONS = [_quant(mode) for mode in ("bf16", "int8", "w8", "w4")]
 

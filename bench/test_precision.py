@@ -11,7 +11,6 @@ import pytest
 from bench.matrix import default_base
 from imgcomp.ops.quant.precision import WEIGHT_BITS, weight_bits_table
 
-BITS = WEIGHT_BITS
 #: w8 may cost at most this much mean SSIM (the issue's target).
 W8_SSIM_DROP = 0.002
 
@@ -22,7 +21,7 @@ def test_ssim_vs_weight_bits(codec_for, bench_images, record_property) -> None:
     case = default_base()
     table = {
         name: {**row, "images": len(bench_images)}
-        for name, row in weight_bits_table(codec_for(case), bench_images, BITS).items()
+        for name, row in weight_bits_table(codec_for(case), bench_images, WEIGHT_BITS).items()
     }
     record_property("imgcomp_precision", {"case": case.id, "rows": table})
     ssim = {name: r["ssim"] for name, r in table.items()}
@@ -30,6 +29,6 @@ def test_ssim_vs_weight_bits(codec_for, bench_images, record_property) -> None:
     assert ssim["float32"] - ssim["w8"] <= W8_SSIM_DROP, shown
     # fewer bits never help by more than noise, and 2 bits visibly break the codec: the study
     # measures something (a no-op quantizer would fail here)
-    for hi, lo in pairwise(BITS):
+    for hi, lo in pairwise(WEIGHT_BITS):
         assert ssim[f"w{lo}"] <= ssim[f"w{hi}"] + 0.002, shown
     assert ssim["float32"] - ssim["w2"] > 0.1, shown

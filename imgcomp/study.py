@@ -31,6 +31,7 @@ from imgcomp.ops.profile import ComponentProfile
 __all__ = [
     "EXTENDED_GRID",
     "GRIDS",
+    "STRUCTURED_CONFIG",
     "STRUCTURED_RECOVER_STEPS",
     "STRUCTURED_ROUND_TO",
     "STUDY_GRID",
@@ -74,14 +75,16 @@ class StudyConfig:
         return self.method
 
     @property
+    def prune_tag(self) -> str:
+        """The pruning part of the label, e.g. ``enc0.3,dec0,ent0:l1`` ("none": no pruning)."""
+        if not self.pruned:
+            return "none"
+        return f"enc{self.encoder:g},dec{self.decoder:g},ent{self.entropy:g}:{self.method_label}"
+
+    @property
     def label(self) -> str:
         """Id of the configuration, the tail of the benchmark's op case ids."""
-        if self.pruned:
-            ratios = f"enc{self.encoder:g},dec{self.decoder:g},ent{self.entropy:g}"
-            prune = f"{ratios}:{self.method_label}"
-        else:
-            prune = "none"
-        return f"prune={prune}/quant={self.quant or 'none'}"
+        return f"prune={self.prune_tag}/quant={self.quant or 'none'}"
 
     def apply(self, codec: Codec) -> Codec:
         """The codec with this configuration applied (pruning, then quantization); a new codec."""
@@ -103,18 +106,18 @@ class StudyConfig:
 
 #: The study's grid: encoder / decoder / probability-model ratios in {0, 0.3}, L1 per layer.
 STUDY_GRID: list[StudyConfig] = [StudyConfig(e, d, n) for e, d, n in product((0.0, 0.3), repeat=3)]
-#: Recovery fine-tuning steps of the structured configuration (here and in bench/matrix.py).
+#: Recovery fine-tuning steps of the structured configuration.
 #: Shipped mbt2018-mean q3, kodim01-06: SSIM 0.756 unpruned, 0.703 after 60 steps, 0.740 after
 #: 300 (about a minute on 2 CPU cores).
 STRUCTURED_RECOVER_STEPS = 300
-#: Kept widths of the structured configuration are rounded down to multiples of this (here and in
-#: bench/matrix.py). At 0.3 the shipped model's 64 / 96 channels keep 44 / 64 rather than 45 / 67:
-#: same Kodak SSIM after recovery (0.7583 vs 0.7589), decode 0.65-0.66x of the unpruned model
-#: rather than 0.69-0.71x on this project's AVX-512 CPU, where oneDNN computes channels in
-#: blocks of 16, so 67 latent channels cost as much as 80 and 64 fill whole blocks.
+#: Kept widths of the structured configuration are rounded down to multiples of this. At 0.3
+#: the shipped model's 64 / 96 channels keep 44 / 64 rather than 45 / 67: same Kodak SSIM after
+#: recovery (0.7583 vs 0.7589), decode 0.65-0.67x of the unpruned model rather than 0.69-0.73x on
+#: this project's AVX-512 CPU, where oneDNN computes channels in blocks of 16, so 67 latent
+#: channels cost as much as 80 and 64 fill whole blocks.
 STRUCTURED_ROUND_TO = 4
-#: Structured pruning at 0.3 on every component (as bench/matrix.py's STRUCTURED).
-_STRUCTURED = StudyConfig(
+#: Structured pruning at 0.3 on every component (also the benchmark matrix's STRUCTURED).
+STRUCTURED_CONFIG = StudyConfig(
     0.3,
     0.3,
     0.3,
@@ -126,10 +129,10 @@ _STRUCTURED = StudyConfig(
 #: The study's grid plus structured pruning, bf16, int8 and structured + int8.
 EXTENDED_GRID: list[StudyConfig] = [
     *STUDY_GRID,
-    _STRUCTURED,
+    STRUCTURED_CONFIG,
     StudyConfig(quant="bf16"),
     StudyConfig(quant="int8"),
-    replace(_STRUCTURED, quant="int8"),
+    replace(STRUCTURED_CONFIG, quant="int8"),
 ]
 GRIDS: dict[str, list[StudyConfig]] = {"study": STUDY_GRID, "extended": EXTENDED_GRID}
 
