@@ -41,9 +41,42 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--matrix",
         default="default",
-        choices=("default", "full"),
-        help="compression-op cases: default (the study's model x prunings, quantizations) or "
-        "full (every learned codec x every pruning x every quantization)",
+        choices=("default", "study", "full"),
+        help="cases: default (a first run: classic codecs, the study's model and its key ops, "
+        "about 10 minutes on 2 cores), study (every shipped codec, the study's whole pruning "
+        "grid, every quantization, the precision study) or full (every learned codec x every "
+        "op; hours)",
+    )
+    group.addoption(
+        "--case",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="run only this case id, as the tables print it (shell-style wildcards allowed: "
+        "'mbt2018-mean-q3/prune=*'); repeatable",
+    )
+    group.addoption(
+        "--train-data",
+        default="bundled",
+        metavar="SPEC",
+        help="training images for int8 calibration and structured-pruning recovery: bundled "
+        "(default, offline; the committed baselines use it), clic2020-valid (downloaded once), "
+        "folder:PATH or PATH; never Kodak",
+    )
+    group.addoption(
+        "--verify-images",
+        default="4",
+        metavar="N|all",
+        help="the quality pass checks the round trip (identical bytes on re-encoding, identical "
+        "pixels on decoding twice, decoded = the model's own reconstruction) on the first N "
+        "images (default 4) or on all of them",
+    )
+    group.addoption(
+        "--timing-images",
+        default="4",
+        metavar="N|all",
+        help="latency and speed-up tests time the first N selected images (default 4: Kodak's "
+        "images are all 768x512, so more add time, not information) or all of them",
     )
     group.addoption(
         "--device",

@@ -4,6 +4,11 @@ A case id names everything that changes a result (codec, its setting, later the 
 quantization applied), e.g. ``jpeg-q75`` or
 ``mbt2018-mean-q3/prune=enc0.3,dec0,ent0:l1/quant=int8``.
 Baselines, pytest ids, benchmark names and report rows all use it.
+
+Three matrices (``--matrix``): ``default`` (a first run: the classic codecs at the study's rate,
+the study's model and its key ops), ``study`` (every classic and shipped learned case, the
+study's whole pruning grid and every quantization on the study's model) and ``full`` (every
+learned case crossed with every op).
 """
 
 from __future__ import annotations
@@ -15,43 +20,54 @@ from imgcomp.baselines import Tolerance
 from imgcomp.codecs.base import Codec
 from imgcomp.registry import create_codec
 
+#: Training data (a spec of :func:`imgcomp.trainsets.load_training_set`) the committed baselines
+#: were made with: the offline bundled set, so they reproduce on any machine.
+BASELINE_TRAIN_DATA = "bundled"
+
 
 @dataclass(frozen=True)
 class Case:
-    """One row of the matrix: how to build the codec, how strictly to gate it, how to select it."""
+    """One row of the matrix: how to build the codec, how strictly to gate it, how to select it.
+
+    ``factory(device, train_data)`` builds the codec; ``train_data`` is the training-data spec
+    ops calibrate and fine-tune on. ``default``: part of the default matrix.
+    """
 
     id: str
     family: str
-    factory: Callable[[str], Codec] = field(compare=False)
+    factory: Callable[[str, str], Codec] = field(compare=False)
     tolerance: Tolerance = field(default_factory=Tolerance)
     quick: bool = False
     slow: bool = False
+    default: bool = False
 
-    def build(self, device: str = "cpu") -> Codec:
-        return self.factory(device)
+    def build(self, device: str = "cpu", train_data: str = BASELINE_TRAIN_DATA) -> Codec:
+        return self.factory(device, train_data)
 
 
-def _classic(name: str, quick: bool = False, **params) -> Case:
+def _classic(name: str, quick: bool = False, default: bool = False, **params) -> Case:
     ((key, value),) = params.items()
     tag = f"q{value}" if key == "quality" else f"bpp{value:g}"
     return Case(
         id=f"{name}-{tag}",
         family=name,
-        factory=lambda device: create_codec(name, **params),
+        factory=lambda device, train_data: create_codec(name, **params),
         quick=quick,
+        default=default,
     )
 
 
 def classic_cases() -> list[Case]:
-    """Pillow codecs at fixed quality and at the study's target rates (0.30 and 0.375 bpp)."""
+    """Pillow codecs at fixed quality and at the study's target rates (0.30 and 0.375 bpp); the
+    default matrix keeps each codec once, AVIF at a fixed quality (its rate search is slow)."""
     return [
-        _classic("jpeg", quality=75, quick=True),
+        _classic("jpeg", quality=75, quick=True, default=True),
         _classic("jpeg", quality=10),
-        _classic("jpeg", bpp=0.30, quick=True),
+        _classic("jpeg", bpp=0.30, quick=True, default=True),
         _classic("webp", quality=75),
-        _classic("webp", bpp=0.30),
-        _classic("jpeg2000", bpp=0.30),
-        _classic("avif", quality=60),
+        _classic("webp", bpp=0.30, default=True),
+        _classic("jpeg2000", bpp=0.30, default=True),
+        _classic("avif", quality=60, default=True),
         _classic("avif", bpp=0.30),
         _classic("jpeg", bpp=0.375),
     ]
@@ -59,7 +75,7 @@ def classic_cases() -> list[Case]:
 
 def learned_cases() -> list[Case]:
     """Every shipped learned model at every shipped quality (the middle one, rounded down, is
-    quick: quality 3, the op matrix's base)."""
+    quick: quality 3, the op matrix's base and the default matrix's learned case)."""
     from imgcomp.zoo import LEARNED, shipped_qualities
 
     cases = []
@@ -70,21 +86,37 @@ def learned_cases() -> list[Case]:
                 Case(
                     id=f"{alias}-q{q}",
                     family=alias,
-                    factory=lambda device, name=name, q=q: create_codec(
+                    factory=lambda device, train_data, name=name, q=q: create_codec(
                         name, quality=q, device=device
                     ),
                     quick=q == qualities[(len(qualities) - 1) // 2],
+                    default=f"{alias}-q{q}" == DEFAULT_BASE,
                 )
             )
     return cases
 
 
+#: Base case of the default and study matrices (the shipped mean-scale model the study-style
+#: table uses).
+DEFAULT_BASE = "mbt2018-mean-q3"
+MATRICES = ("default", "study", "full")
+
+
+def matrix_learned_cases(matrix: str = "default") -> list[Case]:
+    """The plain learned cases of ``matrix`` (default: only the study's model)."""
+    learned = learned_cases()
+    return [c for c in learned if c.default] if matrix == "default" else learned
+
+
 def all_cases(matrix: str = "default") -> list[Case]:
-    """Every case of the matrix, in report order (``matrix``: default or full op crossing)."""
+    """Every case of the matrix, in report order (``matrix``: default, study or full)."""
     from bench.matrix import op_cases
 
-    learned = learned_cases()
-    cases = classic_cases() + learned + op_cases(learned, matrix)
+    if matrix not in MATRICES:
+        raise ValueError(f"--matrix must be one of {', '.join(MATRICES)}, not {matrix!r}")
+    classic = [c for c in classic_cases() if c.default or matrix != "default"]
+    learned = matrix_learned_cases(matrix)
+    cases = classic + learned + op_cases(learned, matrix)
     ids = [c.id for c in cases]
     duplicates = {i for i in ids if ids.count(i) > 1}
     if duplicates:

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.cases import Case, all_cases, learned_cases
+from bench.cases import Case, all_cases, matrix_learned_cases
+from bench.plan import Plan, matches
 from imgcomp.baselines import BaselineStore
 from imgcomp.data import load_dataset
+from imgcomp.errors import DatasetError
 from imgcomp.evaluate import ImageResult, evaluate
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,7 +40,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "learned_case" in metafunc.fixturenames:
         from bench.matrix import op_cases
 
-        learned = learned_cases()
+        learned = matrix_learned_cases(matrix)
         metafunc.parametrize("learned_case", _params(learned + op_cases(learned, matrix)))
 
 
@@ -53,6 +55,142 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> str:
     steady = config.stash.get(_STEADY, False)
     return "imgcomp: malloc thresholds " + ("pinned (steady timings)" if steady else "default")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Find the images and training data once, before any test: missing data stops the run
+    with one message and the command that fixes it (not one traceback per test)."""
+    config = session.config
+    if hasattr(config, "workerinput"):
+        return  # xdist workers: the controller checked already
+    spec = config.getoption("--dataset")
+    try:
+        load_dataset(spec)
+    except DatasetError as exc:
+        fix = (
+            "set IMGCOMP_KODAK_DIR to a folder holding kodim01.png..kodim24.png, or run offline "
+            "on the bundled photos: pytest bench --dataset sample"
+        )
+        pytest.exit(f"imgcomp bench: cannot load --dataset {spec}: {exc}\nfix: {fix}", 4)
+    train = config.getoption("--train-data")
+    try:
+        from imgcomp.trainsets import load_training_set
+
+        load_training_set(train)
+    except DatasetError as exc:
+        pytest.exit(
+            f"imgcomp bench: cannot load --train-data {train}: {exc}\n"
+            "fix: pass --train-data bundled (offline, what the baselines use) or a folder",
+            4,
+        )
+    for name in ("--timing-images", "--verify-images"):
+        _count_option(config, name)  # a bad value stops here too
+
+
+def _count_option(config: pytest.Config, name: str) -> int | None:
+    """An ``N|all`` option as a count, None for all."""
+    raw = str(config.getoption(name)).strip().lower()
+    if raw == "all":
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise pytest.UsageError(f"{name} must be a positive integer or all, not {raw!r}")
+    return int(raw)
+
+
+def _timing_images(config: pytest.Config) -> int | None:
+    return _count_option(config, "--timing-images")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--case``: keep only the tests of the named cases; ``--matrix default``: leave the
+    precision study to ``--matrix study``."""
+    patterns = config.getoption("--case")
+    keep, drop = [], []
+    for item in items:
+        case = _item_case(item)
+        unselected = patterns and (case is None or not matches(case.id, patterns))
+        study_only = config.getoption("--matrix") == "default" and item.get_closest_marker("study")
+        (drop if unselected or study_only else keep).append(item)
+    if patterns and not keep:
+        raise pytest.UsageError(
+            f"--case {' '.join(patterns)} matches no case of --matrix "
+            f"{config.getoption('--matrix')}; the quality table prints every case id"
+        )
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def _item_case(item: pytest.Item) -> Case | None:
+    callspec = getattr(item, "callspec", None)
+    if callspec is None:
+        return None
+    value = callspec.params.get("case", callspec.params.get("learned_case"))
+    return value if isinstance(value, Case) else None
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Say at the start how many cases will run and roughly how long it takes."""
+    config = session.config
+    if hasattr(config, "workerinput") or not session.items:
+        return
+    plan = _plan(config, session.items)
+    if plan is not None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(plan.describe())
+
+
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
+    """Under xdist the controller sees test ids only: say the plan once, from the first node."""
+    config = node.config
+    if config.stash.get(_PLANNED, False):
+        return
+    config.stash[_PLANNED] = True
+    names = [i.split("::")[-1] for i in ids]
+    plan = _plan_from_ids(config, names, workers=len(getattr(config.option, "tx", None) or []) or 1)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if plan is not None and reporter is not None:
+        reporter.write_line(plan.describe())
+
+
+_PLANNED = pytest.StashKey[bool]()
+
+
+def _plan(config: pytest.Config, items: list[pytest.Item]) -> Plan | None:
+    return _plan_from_ids(config, [item.name for item in items], workers=1)
+
+
+def _plan_from_ids(config: pytest.Config, names: list[str], workers: int) -> Plan | None:
+    """A Plan from test names like ``test_quality[<case id>]``."""
+    quality = tuple(n[len("test_quality[") : -1] for n in names if n.startswith("test_quality["))
+    latency = tuple(
+        n.split("[", 1)[1][:-1]
+        for n in names
+        if n.startswith(("test_encode_latency[", "test_decode_latency["))
+    )
+    speedups = any(n.startswith("test_decode_speedup[") for n in names)
+    precision = any(n.startswith("test_ssim_vs_weight_bits") for n in names)
+    if not (quality or latency or speedups or precision):
+        return None
+    try:
+        images = len(load_dataset(config.getoption("--dataset"), download=False))
+    except DatasetError:
+        images = 24
+    n = config.getoption("--images")
+    images = min(images, n) if n else images
+    timing = _timing_images(config)
+    timing = images if timing is None else min(timing, images)
+    benchmark_off = workers > 1 or config.getoption("benchmark_skip", False)
+    return Plan(
+        quality_cases=quality,
+        latency_tests=() if benchmark_off else latency,
+        speedups=speedups and not benchmark_off,
+        precision=precision,
+        images=images,
+        timing_images=timing,
+        workers=workers,
+    )
 
 
 def dataset_key(spec: str) -> str:
@@ -80,27 +218,41 @@ def baseline_store(pytestconfig: pytest.Config) -> BaselineStore:
 
 
 @pytest.fixture(scope="session")
+def timing_images(pytestconfig: pytest.Config, bench_images) -> list[tuple[str, object]]:
+    """The images latency and speed-up tests time: the first ``--timing-images`` of them."""
+    n = _timing_images(pytestconfig)
+    return bench_images if n is None else bench_images[:n]
+
+
+@pytest.fixture(scope="session")
 def codec_for(pytestconfig: pytest.Config):
-    """Build each case's codec once per worker, on the --device chosen."""
+    """Build each case's codec once per worker, on the --device chosen, its ops learning from
+    --train-data."""
     device = pytestconfig.getoption("--device")
+    train_data = pytestconfig.getoption("--train-data")
     cache: dict[str, object] = {}
 
     def get(case: Case):
         if case.id not in cache:
-            cache[case.id] = case.build(device)
+            cache[case.id] = case.build(device, train_data)
         return cache[case.id]
 
     return get
 
 
 @pytest.fixture(scope="session")
-def case_results(codec_for, bench_images):
-    """Run a case over the images once per worker (round trip verified), cached by case id."""
+def case_results(pytestconfig: pytest.Config, codec_for, bench_images):
+    """Run a case over the images once per worker (round trip verified on the first
+    ``--verify-images``), cached by case id."""
     cache: dict[str, list[ImageResult]] = {}
+    n = _count_option(pytestconfig, "--verify-images")
+    n = len(bench_images) if n is None else n
 
     def get(case: Case) -> list[ImageResult]:
         if case.id not in cache:
-            cache[case.id] = evaluate(codec_for(case), bench_images, verify=True)
+            codec = codec_for(case)
+            verified = evaluate(codec, bench_images[:n], verify=True)
+            cache[case.id] = verified + evaluate(codec, bench_images[n:])
         return cache[case.id]
 
     return get
@@ -123,20 +275,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if _SUMMARY:
-        tr = terminalreporter
-        tr.section("imgcomp quality (means over images)")
-        width = max(40, *(len(c) + 2 for c in _SUMMARY))
-        head = f"{'case':<{width}}{'n':>4}{'bpp':>9}{'PSNR':>8}{'SSIM':>8}{'MS-SSIM':>9}"
-        head += f"{'base SSIM':>11}{'base bpp':>10}  gate"
-        tr.write_line(head)
-        for case_id in sorted(_SUMMARY):
-            s = _SUMMARY[case_id]
-            base_ssim = f"{s['baseline_ssim']:.4f}" if s.get("baseline_ssim") is not None else "-"
-            base_bpp = f"{s['baseline_bpp']:.4f}" if s.get("baseline_bpp") is not None else "-"
-            tr.write_line(
-                f"{case_id:<{width}}{s['images']:>4}{s['bpp']:>9.4f}{s['psnr']:>8.2f}"
-                f"{s['ssim']:>8.4f}{s['ms_ssim']:>9.4f}{base_ssim:>11}{base_bpp:>10}  {s['gate']}"
-            )
+        _write_quality(terminalreporter)
     if any("/prune=" in case_id for case_id in _SUMMARY):
         _write_study_tables(terminalreporter)
     if _SPEEDUPS:
@@ -147,6 +286,32 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.section("imgcomp baseline changes")
         for line in _CHANGES:
             terminalreporter.write_line(line)
+
+
+def _write_quality(tr) -> None:
+    """Mean quality per case against its baseline; op cases indented under their base case, so
+    every line fits 120 columns."""
+    tr.section("imgcomp quality (means over images)")
+    rows = [[*case_id.split("/", 1), ""][:2] for case_id in _SUMMARY]
+    width = max(
+        44, *(len(op) + 4 for _, op in rows if op), *(len(b) + 2 for b, op in rows if not op)
+    )
+    head = f"{'case':<{width}}{'n':>4}{'bpp':>8}{'PSNR':>7}{'SSIM':>8}{'MS-SSIM':>8}"
+    tr.write_line(head + f"{'base SSIM':>10}{'base bpp':>9}  gate")
+    last_base = None
+    for case_id in sorted(_SUMMARY):
+        base, _, op = case_id.partition("/")
+        if op and base != last_base and base not in _SUMMARY:
+            tr.write_line(base)
+        last_base = base
+        label = f"  {op}" if op else base
+        s = _SUMMARY[case_id]
+        base_ssim = f"{s['baseline_ssim']:.4f}" if s.get("baseline_ssim") is not None else "-"
+        base_bpp = f"{s['baseline_bpp']:.4f}" if s.get("baseline_bpp") is not None else "-"
+        tr.write_line(
+            f"{label:<{width}}{s['images']:>4}{s['bpp']:>8.4f}{s['psnr']:>7.2f}"
+            f"{s['ssim']:>8.4f}{s['ms_ssim']:>8.4f}{base_ssim:>10}{base_bpp:>9}  {s['gate']}"
+        )
 
 
 def _write_study_tables(tr) -> None:
@@ -185,11 +350,14 @@ def _write_speedups(tr) -> None:
     )
     for op, s in _SPEEDUPS.items():
         verdict = "meets target" if s["decode_ratio"] <= s["target"] else "MISSES target"
+        verdict = f"skipped: {s['skipped']}" if s.get("skipped") else verdict
         tr.write_line(
             f"{op:<12}{s['images']:>7}{s['decode_ms']:>11.1f}{s['float32_decode_ms']:>12.1f}"
             f"{s['decode_ratio']:>7.2f}{s['decode_min_ratio']:>7.2f}{s['encode_ratio']:>8.2f}"
             f"{s['target']:>8.2f}{s['gate']:>6.2f}  {verdict}"
         )
+    if hardware := next((s["hardware"] for s in _SPEEDUPS.values() if "hardware" in s), None):
+        tr.write_line(f"hardware: {hardware}")
 
 
 def _write_precision(tr, study: dict) -> None:

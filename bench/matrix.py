@@ -1,10 +1,13 @@
 """The compression-op half of the matrix: learned codecs x pruning x quantization.
 
 Case ids extend the base case's id: ``mbt2018-mean-q3/prune=enc0.3,dec0,ent0:l1/quant=none``.
-``--matrix default`` crosses the shipped mean-scale model at quality 3 (the study's model) with
-the study's encoder/decoder/entropy ratio grid {0, 0.3}^3, structured pruning at 0.3, global
-L1 pruning at 0.5 and the quantization modes; ``--matrix full`` crosses every learned case with
-every pruning and every quantization setting.
+``--matrix default`` applies the key ops to the shipped mean-scale model at quality 3 (the
+study's model): L1 pruning of every component at 0.3, structured pruning at 0.3, bf16, int8 and
+structured + int8. ``--matrix study`` crosses that model with the study's encoder/decoder/entropy
+ratio grid {0, 0.3}^3, structured pruning at 0.3, global L1 pruning at 0.5 and every
+quantization mode; ``--matrix full`` crosses every learned case with every pruning and every
+quantization setting. Ops that learn from images (int8 calibration, structured recovery) use the
+training data the case is built with (``--train-data``; the baselines' is the bundled set).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import imgcomp
-from bench.cases import Case, learned_cases
+from bench.cases import DEFAULT_BASE, Case, learned_cases
 from imgcomp import study
 from imgcomp.codecs.base import Codec
 from imgcomp.study import StudyConfig
@@ -21,30 +24,30 @@ from imgcomp.study import StudyConfig
 
 @dataclass(frozen=True)
 class OpSpec:
-    """One pruning or quantization setting: its id tag and how to apply it to a codec."""
+    """One pruning or quantization setting: its id tag and how to apply it to a codec
+    (``apply(codec, train_data)``)."""
 
     tag: str
-    apply: Callable[[Codec], Codec] = field(compare=False)
+    apply: Callable[[Codec, str], Codec] = field(compare=False)
 
 
 def _prune(config: StudyConfig) -> OpSpec:
     """The pruning of a study configuration (imgcomp.study defines the settings)."""
-    return OpSpec(config.prune_tag, config.apply)
+    return OpSpec(config.prune_tag, lambda codec, data: config.apply(codec, data=data))
 
 
 def _quant(mode: str) -> OpSpec:
-    return OpSpec(mode, lambda codec: imgcomp.quantize(codec, mode))
+    return OpSpec(mode, lambda codec, data: imgcomp.quantize(codec, mode, data=data))
 
 
 #: The study's grid: encoder / decoder / entropy-model ratios in {0, 0.3}, L1 unstructured.
 STUDY_GRID = [_prune(c) for c in study.STUDY_GRID if c.pruned]
+#: L1 pruning of every component at 0.3: the study's most pruned configuration.
+L1_ALL = STUDY_GRID[-1]
 STRUCTURED = _prune(study.STRUCTURED_CONFIG)
 GLOBAL = _prune(StudyConfig(0.5, 0.5, 0.5, scope="global"))
 PRUNINGS = [*STUDY_GRID, STRUCTURED, GLOBAL]
 QUANTIZATIONS = [_quant(mode) for mode in ("bf16", "int8", "w8", "w4")]
-
-#: Base case of the default matrix (the shipped mean-scale model the study-style table uses).
-DEFAULT_BASE = "mbt2018-mean-q3"
 
 
 def default_base() -> Case:
@@ -57,24 +60,26 @@ def default_base() -> Case:
 QUICK = {"enc0.3,dec0.3,ent0.3:structured/quant=none", "none/quant=int8", "none/quant=bf16"}
 
 
-#: Pruned codecs by (base case, pruning tag, device), shared by the cases that quantize them.
-_PRUNED: dict[tuple[str, str, str], Codec] = {}
+#: Pruned codecs by (base case, pruning tag, device, training data), shared by the cases that
+#: quantize them.
+_PRUNED: dict[tuple[str, str, str, str], Codec] = {}
 
 
 def op_case(base: Case, prune: OpSpec | None, quant: OpSpec | None) -> Case:
     """``base`` with a pruning and/or a quantization applied, in that order."""
     ptag, qtag = prune.tag if prune else "none", quant.tag if quant else "none"
 
-    def factory(device: str) -> Codec:
+    def factory(device: str, train_data: str) -> Codec:
         if prune:
-            key = (base.id, prune.tag, device)
+            key = (base.id, prune.tag, device, train_data)
             if key not in _PRUNED:  # structured + recovery takes a minute: build it once
-                _PRUNED[key] = prune.apply(base.build(device))
+                _PRUNED[key] = prune.apply(base.build(device, train_data), train_data)
             codec = _PRUNED[key]
         else:
-            codec = base.build(device)
+            codec = base.build(device, train_data)
         if quant:
-            codec = quant.apply(codec)  # a new codec: the shared pruned one is left untouched
+            # a new codec: the shared pruned one is left untouched
+            codec = quant.apply(codec, train_data)
         return codec
 
     return Case(
@@ -87,13 +92,18 @@ def op_case(base: Case, prune: OpSpec | None, quant: OpSpec | None) -> Case:
 
 
 def op_cases(bases: list[Case], matrix: str = "default") -> list[Case]:
-    """The op cases of ``matrix`` (default or full) over the learned ``bases``."""
+    """The op cases of ``matrix`` (default, study or full) over the learned ``bases``."""
+    quant = {spec.tag: spec for spec in QUANTIZATIONS}
     if matrix == "full":
         combos = [(p, q) for p in [None, *PRUNINGS] for q in [None, *QUANTIZATIONS]]
         return [op_case(b, p, q) for b in bases for p, q in combos if p or q]
-    if matrix != "default":
-        raise ValueError(f"--matrix must be default or full, not {matrix!r}")
+    if matrix == "study":
+        combos = [(p, None) for p in PRUNINGS] + [(None, q) for q in QUANTIZATIONS]
+    elif matrix == "default":
+        combos = [(L1_ALL, None), (STRUCTURED, None)]
+        combos += [(None, quant["bf16"]), (None, quant["int8"])]
+    else:
+        raise ValueError(f"--matrix must be default, study or full, not {matrix!r}")
+    combos.append((STRUCTURED, quant["int8"]))  # structured + int8: the fast configuration
     base = [b for b in bases if b.id == DEFAULT_BASE]  # bases may lack it (a subset)
-    combos = [(p, None) for p in PRUNINGS] + [(None, q) for q in QUANTIZATIONS]
-    combos.append((STRUCTURED, QUANTIZATIONS[1]))  # structured + int8: the fast configuration
     return [op_case(b, p, q) for b in base for p, q in combos]

@@ -1,7 +1,9 @@
 """Encode and decode latency of every case (pytest-benchmark; run with -n 0).
 
-One benchmark round codes every selected image once; ``extra_info`` carries the case's quality
-(mean ssim, psnr, ms_ssim, bpp, bytes) so a saved run holds speed and quality side by side.
+One benchmark round codes each of the first ``--timing-images`` images once (4 by default, all
+with ``--timing-images all``); ``extra_info`` carries the number of images timed and the case's
+quality over every selected image (mean ssim, psnr, ms_ssim, bpp, bytes) so a saved run holds
+speed and quality side by side.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def _model_size(case: Case, codec, image_hw: tuple[int, int]) -> dict:
     return _PROFILES[case.id]
 
 
-def _prepare(case: Case, benchmark, codec, case_results, bench_images, direction: str) -> None:
+def _prepare(case: Case, benchmark, codec, case_results, timed, direction: str) -> None:
     if benchmark.disabled:
         pytest.skip("timings need pytest-benchmark enabled; run them with -n 0")
     results = case_results(case)
@@ -38,25 +40,26 @@ def _prepare(case: Case, benchmark, codec, case_results, bench_images, direction
     benchmark.group = f"{case.family} {direction}"
     benchmark.extra_info.update(
         case=case.id,
-        images=len(results),
+        images=len(timed),
+        quality_images=len(results),
         **{k: summary[k] for k in ("ssim", "psnr", "ms_ssim", "bpp", "bytes")},
     )
     if hasattr(codec, "model"):
-        benchmark.extra_info.update(_model_size(case, codec, bench_images[0][1].shape[:2]))
+        benchmark.extra_info.update(_model_size(case, codec, timed[0][1].shape[:2]))
 
 
 @pytest.mark.latency
-def test_encode_latency(case: Case, benchmark, codec_for, case_results, bench_images) -> None:
+def test_encode_latency(case: Case, benchmark, codec_for, case_results, timing_images) -> None:
     codec = codec_for(case)
-    _prepare(case, benchmark, codec, case_results, bench_images, "encode")
-    streams = benchmark(lambda: [codec.encode(img) for _, img in bench_images])
-    assert len(streams) == len(bench_images)
+    _prepare(case, benchmark, codec, case_results, timing_images, "encode")
+    streams = benchmark(lambda: [codec.encode(img) for _, img in timing_images])
+    assert len(streams) == len(timing_images)
 
 
 @pytest.mark.latency
-def test_decode_latency(case: Case, benchmark, codec_for, case_results, bench_images) -> None:
+def test_decode_latency(case: Case, benchmark, codec_for, case_results, timing_images) -> None:
     codec = codec_for(case)
-    _prepare(case, benchmark, codec, case_results, bench_images, "decode")
-    streams = [codec.encode(img) for _, img in bench_images]
+    _prepare(case, benchmark, codec, case_results, timing_images, "decode")
+    streams = [codec.encode(img) for _, img in timing_images]
     decoded = benchmark(lambda: [codec.decode(s) for s in streams])
-    assert [d.shape for d in decoded] == [img.shape for _, img in bench_images]
+    assert [d.shape for d in decoded] == [img.shape for _, img in timing_images]

@@ -17,6 +17,7 @@ W8_SSIM_DROP = 0.002
 
 @pytest.mark.quality
 @pytest.mark.quick
+@pytest.mark.study
 def test_ssim_vs_weight_bits(codec_for, bench_images, record_property) -> None:
     case = default_base()
     table = {

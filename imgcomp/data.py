@@ -35,12 +35,15 @@ from imgcomp.images import load_image
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "KODAK_PIXEL_SHA256",
     "KODAK_SHA256",
     "KODAK_URL",
     "Dataset",
     "ImageItem",
     "available_datasets",
     "cache_dir",
+    "download_verified",
+    "file_sha256",
     "load_dataset",
 ]
 
@@ -74,6 +77,35 @@ KODAK_SHA256: dict[str, str] = {
     "kodim24.png": "1071c68372cc5a01435c2c225a5cf7d4bb803846ec08bb6b3d6721b156d7cb96",
 }
 """Published sha256 of each Kodak image, kodim01.png .. kodim24.png."""
+
+KODAK_PIXEL_SHA256: dict[str, str] = {
+    "kodim01.png": "a00210743353594464ac67e680a41710f484444ca5f9dfddeb570de25c428273",
+    "kodim02.png": "ae5a495df4ec40e0941265440ccf98973915b4190ab803e37a23ca93dd43a07e",
+    "kodim03.png": "234e61f585503f2a44400f5561131e8a512ef2c15328cd83d5cdbf10e2616cf2",
+    "kodim04.png": "e88e788fca00e6c723bb66ff45edb8cb56091ee284dcb73e3909834f2c96eeb6",
+    "kodim05.png": "ed3d1ee770909d3b27903b52ce19ee59a9bf24621a7bf1fb57b90677da880cb6",
+    "kodim06.png": "7f45158999fa297d1cfbd292b3e2f3f5b27770701c3473155c211c3f512cc97f",
+    "kodim07.png": "4e3664bf6fe865b49f15f7b554efa7dbecaf73ae0e8699f2e307bf07849f1264",
+    "kodim08.png": "889c3740e4ed54ca53d11ae735a44d15fa24fe312b3bd1609a80618a4092c208",
+    "kodim09.png": "f8453140e63a42301a6dbebb849a3cc40d34e4e59580eb1f372f7f5460df0dbe",
+    "kodim10.png": "fabe11b5c4f028394e093a5b5907e5fabc8072da0d5334fb3a38547a7e1be842",
+    "kodim11.png": "ab4dd9bf8431e717d33892b3ba03c63bfea3c7fa72c2610010de7df3c194c075",
+    "kodim12.png": "f412db2168e599949aac26bd3264f111b23a684f30a21cfd320e9e95bc69bbae",
+    "kodim13.png": "875703d56fb9396f478b5d7d3b18e2b77c17147a685c6dc2567e1c574aaf01e3",
+    "kodim14.png": "2bd5029ee75ac1697542e5b05624e8afe186e3250abd7513d6a806b52084c2f0",
+    "kodim15.png": "b5353e7511277009922ecbdebfc6418fec53aa1b2a08d44fc957a7540825697b",
+    "kodim16.png": "ed21745fd32fce95cc2c6af7fc52b1b15e590c7a14ab18ab34bd65ecaf955ac7",
+    "kodim17.png": "566bc866664e9b06dc86e2654051b454844efe17322dbf7e24156d8243f1943e",
+    "kodim18.png": "3475af71066f3ca8206eb12cfc989ebe9c6e44820a96604e88ae018606e1f7bd",
+    "kodim19.png": "7956408ef24222d37ac53f579bd24d5b2c3557b16c657e8b71c1b6ae9f18de1b",
+    "kodim20.png": "666ce8f2db5566a123bb081e70618f6f4c4253df960f3b41bb9dcc3dd134f3cf",
+    "kodim21.png": "2d6902daf7c4486b7c8c04d834091841a2b38c8f0c81cd7a963a6510b34a2a6a",
+    "kodim22.png": "f430842120c108b67725ada96b8b7b2a914f6a0915eacd5595064c6c1a5d70a0",
+    "kodim23.png": "81992a83592267e69125666f3e3e04c1819529b4c4c1e55fde0a6a741bac4219",
+    "kodim24.png": "e3e3ccc3e795b82a3da66934409dfe98ce0f5aadc6d7767543c506453599bb98",
+}
+"""sha256 of each Kodak image's decoded pixels (uint8 H x W x 3, row-major): finds re-saved
+copies."""
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm"})
 """File suffixes (matched case-insensitively) that ``folder:PATH`` picks up."""
@@ -273,24 +305,50 @@ def _download_kodak(names: list[str], folder: Path, *, progress: bool) -> None:
 
 
 def _download(url: str, dest: Path, expected: str) -> None:
-    """Fetch url into dest atomically: temp file in dest's folder, digest checked, then renamed."""
+    """One Kodak file into dest (see :func:`download_verified`)."""
+    download_verified(url, dest, expected, max_bytes=_MAX_DOWNLOAD_BYTES, progress=False)
+
+
+def download_verified(
+    url: str,
+    dest: Path,
+    expected: str,
+    *,
+    max_bytes: int,
+    progress: bool = True,
+    desc: str | None = None,
+    hint: str = _NO_NETWORK_HINT,
+) -> None:
+    """Fetch url into dest atomically: temp file in dest's folder, at most ``max_bytes``, sha256
+    checked against ``expected`` (ChecksumError otherwise), then renamed into place; ``hint``
+    ends the message of a failed download (what to do without a network)."""
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         digest = hashlib.sha256()
         size = 0
-        with os.fdopen(fd, "wb") as out:
+        with (
+            os.fdopen(fd, "wb") as out,
+            tqdm(
+                total=max_bytes,
+                desc=desc or dest.name,
+                unit="B",
+                unit_scale=True,
+                disable=not progress,
+            ) as bar,
+        ):
             request = urllib.request.Request(url, headers={"User-Agent": f"imgcomp/{__version__}"})
             try:
                 with urllib.request.urlopen(request, timeout=_DOWNLOAD_TIMEOUT_S) as response:
                     while chunk := response.read(1 << 16):
                         size += len(chunk)
-                        if size > _MAX_DOWNLOAD_BYTES:
-                            raise DatasetError(f"{url} sent more than {_MAX_DOWNLOAD_BYTES} bytes")
+                        if size > max_bytes:
+                            raise DatasetError(f"{url} sent more than {max_bytes} bytes")
                         digest.update(chunk)
                         out.write(chunk)
+                        bar.update(len(chunk))
             except (OSError, http.client.HTTPException, ValueError) as e:
-                raise DatasetError(f"could not download {url}: {e}; {_NO_NETWORK_HINT}") from e
+                raise DatasetError(f"could not download {url}: {e}; {hint}") from e
         actual = digest.hexdigest()
         if actual != expected:
             raise ChecksumError(
@@ -304,12 +362,12 @@ def _download(url: str, dest: Path, expected: str) -> None:
 
 def _check_digest(path: Path, expected: str) -> None:
     """ChecksumError naming path, expected and actual digest unless the file's sha256 matches."""
-    actual = _sha256(path)
+    actual = file_sha256(path)
     if actual != expected:
         raise ChecksumError(f"{path}: sha256 {actual}, expected {expected}")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     """sha256 of a file, hashed once per process for each (path, size, mtime)."""
     try:
         st = path.stat()

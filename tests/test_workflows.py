@@ -347,7 +347,7 @@ def test_ci_run_runs_the_readme_test_command() -> None:
 
 FAKE_TOOL = """#!/usr/bin/env bash
 echo "$(basename "$0") $* | KODAK=${IMGCOMP_KODAK_DIR-unset} COMPAT=${IMGCOMP_COMPAT_DIR-unset} \
-CACHE=${IMGCOMP_CACHE_DIR-unset}" >> "$FAKE_LOG"
+TRAIN=${IMGCOMP_TRAIN_DIR-unset} CACHE=${IMGCOMP_CACHE_DIR-unset}" >> "$FAKE_LOG"
 if [ "$(basename "$0") $*" = "${FAKE_FAIL_CMD-}" ]; then exit "$FAKE_FAIL_RC"; fi
 exit 0
 """
@@ -369,6 +369,7 @@ def run_ci(tmp_path: Path, shared: bool = True, fail: tuple[str, int] | None = N
     log = tmp_path / "calls.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("IMGCOMP_", "VIRTUAL_ENV"))}
     env.update(CI="true", FAKE_LOG=str(log), TMPDIR=str(tmp_path))
+    env.update(IMGCOMP_TRAIN_DIR=str(tmp_path / "our-train"))  # .ci/run must not pass it on
     if fail:
         env.update(FAKE_FAIL_CMD=fail[0], FAKE_FAIL_RC=str(fail[1]))
     result = subprocess.run(
@@ -386,8 +387,8 @@ def run_ci(tmp_path: Path, shared: bool = True, fail: tuple[str, int] | None = N
 
 EXPECTED_PYTEST = [
     "pytest -n 2",
-    "pytest bench -m quick --images 3 -n 2 -p no:cacheprovider",
-    "pytest bench -m quick and latency --images 2 -n 0 --benchmark-min-rounds=1 "
+    "pytest bench --matrix study -m quick --images 3 -n 2 -p no:cacheprovider",
+    "pytest bench --matrix study -m quick and latency --images 2 -n 0 --benchmark-min-rounds=1 "
     "--benchmark-max-time=0.05",
 ]
 
@@ -408,6 +409,7 @@ def test_ci_run_runs_every_step_in_order(tmp_path: Path) -> None:
     kodak = (tmp_path / "shared" / "data" / "kodak").resolve()
     assert f"KODAK={kodak} " in unit
     assert f"COMPAT={(tmp_path / 'shared' / 'compat').resolve()} " in unit
+    assert all("TRAIN=unset " in c for c in calls if c.startswith("pytest")), "fresh-machine path"
     cache = Path(unit.split("CACHE=")[1])
     assert cache.parent == tmp_path, "the download cache must be a private temporary folder"
     assert not cache.exists(), "the temporary cache must be removed at exit"

@@ -51,10 +51,12 @@ def prune(
     "layer": per layer, "global": one threshold per component); ``method="structured"`` removes
     whole channels so the network really shrinks (``importance`` l1, l2 or activation), and
     ``recover_steps`` then fine-tunes it with the rate-distortion objective (``lmbda``: the
-    model's training lambda by default; ``data``: training images, never Kodak). ``round_to``
-    (structured only) rounds every kept width down to a multiple of it, as torch-pruning's
-    ``round_to`` does: widths that fill whole vector registers, so the achieved ratio is at
-    least the requested one (0.3 on 64 channels keeps 45, with ``round_to=8`` 40).
+    model's training lambda by default; ``data``: a training-data spec of
+    :func:`imgcomp.trainsets.load_training_set`, by default ``$IMGCOMP_TRAIN_DIR`` or the
+    offline bundled set, never Kodak; also the calibration images of ``importance="activation"``).
+    ``round_to`` (structured only) rounds every kept width down to a multiple of it, as
+    torch-pruning's ``round_to`` does: widths that fill whole vector registers, so the achieved
+    ratio is at least the requested one (0.3 on 64 channels keeps 45, with ``round_to=8`` 40).
     """
     codec = require_learned(codec)
     ratios = {"encoder": encoder, "decoder": decoder, "entropy": entropy}
@@ -86,7 +88,7 @@ def prune(
         op = f"prune={parts}:structured-{importance}" + (f":round{round_to}" if round_to else "")
         if recover_steps:
             lam = lmbda if lmbda is not None else _training_lambda(codec)
-            recover(model, recover_steps, lam, data or _default_data())
+            recover(model, recover_steps, lam, data)
             op += f":recover{recover_steps}@{lam:g}"
     new = derive(codec, model, op)
     new.op_report = report
@@ -99,6 +101,7 @@ def quantize(
     *,
     components: Sequence[str] = ("encoder", "decoder", "entropy"),
     calibration: Sequence[np.ndarray] | None = None,
+    data: str | Path | None = None,
 ) -> LearnedCodec:
     """Quantize the transforms of the selected components (all three by default: g_a, g_s and
     the entropy component's h_a / h_s; its densities stay float32): ``bf16`` (channels_last),
@@ -106,14 +109,15 @@ def quantize(
     ``wK`` (K = 2..8, per-channel weight-only fake quantization, a precision study).
 
     ``int8`` calibrates on ``calibration`` (uint8 HxWx3 images) or, by default, on 8 fixed
-    crops of the training images (``$IMGCOMP_TRAIN_DIR``; never Kodak).
+    crops of the training set ``data`` names (:func:`imgcomp.trainsets.load_training_set`: by
+    default ``$IMGCOMP_TRAIN_DIR``, else the offline bundled set; never Kodak).
     """
     from imgcomp.ops.quant.api import quantize_codec
 
     if mode == "int8" and calibration is None:
         from imgcomp.ops.quant.calibration import calibration_images
 
-        calibration = calibration_images()
+        calibration = calibration_images(data_dir=data)
 
     new, report = quantize_codec(codec, mode, calibration=calibration, components=components)
     new.op_report = report
@@ -142,9 +146,3 @@ def _training_lambda(codec: LearnedCodec) -> float:
 
     path = shipped_weights_path(codec.name, int(quality))
     return float(read_metadata(path)["lmbda"])
-
-
-def _default_data() -> Path:
-    from imgcomp.train.config import default_data_dir
-
-    return default_data_dir()

@@ -526,7 +526,7 @@ def recover(
     model: BalleModel,
     steps: int,
     lmbda: float,
-    data_dir: str | Path,
+    data_dir: str | Path | None,
     batch_size: int = 8,
     patch_size: int = 128,
     lr: float = 1e-4,
@@ -537,7 +537,8 @@ def recover(
     """Fine-tune a pruned ``model`` in place with the training objective, then refit quantiles.
 
     Same step as :mod:`imgcomp.train` (Adam, ``rd_loss``, gradient clipping at 1, aux Adam for
-    the quantiles) on random crops of the images under ``data_dir`` (never Kodak). Afterwards
+    the quantiles) on random crops of the training set ``data_dir`` names (a spec of
+    :func:`imgcomp.trainsets.load_training_set`; ``None``: the default set; never Kodak). Afterwards
     ``fit_quantiles`` runs ``quantile_steps`` steps so the coder's ranges follow the new
     densities; the model ends in eval mode on its original device. On the CPU it trains on one
     thread: multi-threaded float sums differ with the thread count and 300 steps amplify that
@@ -545,8 +546,9 @@ def recover(
     or on pytest-xdist (baselines are shared). A codec caches its coding
     tables and fingerprint: wrap the recovered model in a new one (``derive``).
     """
-    from imgcomp.train import PatchSampler, fit_quantiles, list_training_images, rd_forward, rd_loss
+    from imgcomp.train import PatchSampler, fit_quantiles, rd_forward, rd_loss
     from imgcomp.train.data import step_seed
+    from imgcomp.trainsets import load_training_set
 
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ImgcompError(f"steps must be a positive integer, got {steps!r}")
@@ -556,7 +558,7 @@ def recover(
         raise ImgcompError(f"patch_size must be a multiple of {model.downsampling_factor}")
     home = next(model.parameters()).device
     dev = torch.device(device)
-    sampler = PatchSampler.from_files(list_training_images(data_dir), patch_size, dev)
+    sampler = PatchSampler.from_files(list(load_training_set(data_dir).files), patch_size, dev)
     model.to(dev).train()
     main_params, aux_params = model.main_parameters(), model.aux_parameters()
     opt = torch.optim.Adam(main_params, lr=lr)

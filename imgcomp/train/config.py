@@ -9,11 +9,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from imgcomp.errors import UnknownCodecError
 from imgcomp.nn.balle import ARCHITECTURES
+from imgcomp.trainsets import default_training_spec
 
 __all__ = [
     "ARCH_ALIASES",
@@ -52,12 +52,10 @@ RESUME_FREE_FIELDS: frozenset[str] = frozenset(
 )
 
 
-def default_data_dir() -> Path:
-    """``$IMGCOMP_TRAIN_DIR``, else ``shared/data/train`` beside the repository checkout."""
-    env = os.environ.get("IMGCOMP_TRAIN_DIR")
-    if env:
-        return Path(env).expanduser()
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "train"
+def default_data_dir() -> str:
+    """The default training-data spec: ``$IMGCOMP_TRAIN_DIR``, else the offline bundled set
+    (:func:`imgcomp.trainsets.default_training_spec`)."""
+    return default_training_spec()
 
 
 def resolve_arch(name: str) -> str:
@@ -92,7 +90,7 @@ class TrainConfig:
     lr_drop_factor: float = 0.1
     clip_max_norm: float = 1.0
     seed: int = 0
-    data: str = field(default_factory=lambda: str(default_data_dir()))
+    data: str = field(default_factory=default_training_spec)
     out: str = "runs/train"
     device: str = "cpu"
     amp: bool = False

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,42 +16,25 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from imgcomp.data import IMAGE_SUFFIXES
 from imgcomp.errors import DatasetError
 from imgcomp.images import load_image
+from imgcomp.trainsets import list_image_files, refuse_kodak_pixels
 
-__all__ = ["PatchSampler", "data_fingerprint", "list_training_images", "step_seed"]
-
-_KODAK = re.compile(r"^kodim\d\d\.png$", re.IGNORECASE)
+__all__ = [
+    "PatchSampler",
+    "data_fingerprint",
+    "list_training_images",
+    "load_training_image",
+    "step_seed",
+]
 
 
 def list_training_images(folder: str | os.PathLike[str]) -> list[Path]:
     """Image files under ``folder`` (recursively, hidden ones skipped), sorted by relative path.
 
-    Refuses a folder holding Kodak images (``kodimNN.png``): Kodak is the evaluation set.
+    Refuses a folder holding Kodak images (by name or file digest): Kodak is the evaluation set.
     """
-    root = Path(folder).expanduser()
-    if not root.is_dir():
-        raise DatasetError(f"training data folder does not exist or is not a folder: {root}")
-    try:
-        files = [
-            p
-            for p in root.rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(root).parts)
-            and p.is_file()
-        ]
-    except OSError as exc:
-        raise DatasetError(f"cannot list training data folder {root}: {exc}") from exc
-    if not files:
-        raise DatasetError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
-    kodak = [p.name for p in files if _KODAK.match(p.name)]
-    if kodak:
-        raise DatasetError(
-            f"{root} holds Kodak images ({', '.join(sorted(kodak)[:3])}...); Kodak is the "
-            "evaluation set and must never be trained on"
-        )
-    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+    return list_image_files(folder)
 
 
 def data_fingerprint(folder: str | os.PathLike[str], files: list[Path]) -> str:
@@ -70,11 +52,16 @@ def step_seed(seed: int, step: int, stream: int) -> int:
     return int(state[0]) & (2**63 - 1)
 
 
+def load_training_image(path: Path) -> np.ndarray:
+    """A training image as uint8 H x W x 3, refused when its pixels are a Kodak image's."""
+    return refuse_kodak_pixels(load_image(path), path)
+
+
 def _load_all(files: list[Path], workers: int) -> list[np.ndarray]:
     if workers <= 1 or len(files) < 2:
-        return [load_image(p) for p in files]
+        return [load_training_image(p) for p in files]
     with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes without the GIL
-        return list(pool.map(load_image, files))
+        return list(pool.map(load_training_image, files))
 
 
 def _pad_to(img: np.ndarray, size: int) -> np.ndarray:

@@ -28,8 +28,9 @@ from imgcomp.train.checkpoint import (
     write_checkpoint,
 )
 from imgcomp.train.config import TrainConfig, resume_mismatches
-from imgcomp.train.data import PatchSampler, data_fingerprint, list_training_images, step_seed
+from imgcomp.train.data import PatchSampler, step_seed
 from imgcomp.train.objective import psnr_from_mse, rd_forward, rd_loss
+from imgcomp.trainsets import load_training_set
 
 __all__ = ["LOG_NAME", "resolve_device", "train"]
 
@@ -64,8 +65,9 @@ def train(config: TrainConfig) -> Path:
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
 
-    files = list_training_images(config.data)
-    fingerprint = data_fingerprint(config.data, files)
+    trainset = load_training_set(config.data, progress=config.progress)
+    files = list(trainset.files)
+    fingerprint = trainset.fingerprint()
     state = read_checkpoint(ckpt_path) if ckpt_path.exists() else None
     if state is not None:
         _check_resume(state, config, fingerprint, len(files))

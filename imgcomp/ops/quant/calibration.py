@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from imgcomp.errors import ImgcompError
-from imgcomp.images import load_image, validate_rgb8
+from imgcomp.images import validate_rgb8
 from imgcomp.nn.balle import BalleModel
 
 __all__ = ["calibration_images", "capture_inputs", "image_tensor"]
@@ -23,23 +23,24 @@ def calibration_images(
 ) -> list[np.ndarray]:
     """``n`` uint8 (H, W, 3) crops of at most ``size`` x ``size`` from the training images.
 
-    Files and crop positions come from ``numpy.random.default_rng(seed)`` over the sorted
-    listing of :func:`imgcomp.train.list_training_images` (which refuses Kodak), so the same
-    arguments give the same crops. ``data_dir`` defaults to ``$IMGCOMP_TRAIN_DIR`` or
-    ``shared/data/train``.
+    Files and crop positions come from ``numpy.random.default_rng(seed)`` over the files of
+    :func:`imgcomp.trainsets.load_training_set` (which refuses Kodak), so the same arguments
+    give the same crops. ``data_dir`` is a training-data spec: by default ``$IMGCOMP_TRAIN_DIR``,
+    else the offline bundled set.
     """
-    from imgcomp.train import default_data_dir, list_training_images
+    from imgcomp.train.data import load_training_image
+    from imgcomp.trainsets import load_training_set
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ImgcompError(f"n must be a positive integer, got {n!r}")
     if isinstance(size, bool) or not isinstance(size, int) or size < 16:
         raise ImgcompError(f"size must be an integer >= 16, got {size!r}")
-    files = list_training_images(default_data_dir() if data_dir is None else data_dir)
+    files = load_training_set(data_dir).files
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(files), size=n, replace=n > len(files))
     crops = []
     for i in picks:
-        img = load_image(files[int(i)])
+        img = load_training_image(files[int(i)])
         h, w = img.shape[:2]
         ch, cw = min(size, h), min(size, w)
         top = int(rng.integers(0, h - ch + 1))

@@ -1,0 +1,101 @@
+"""What a benchmark run will do: case selection by id, and a rough duration said at the start.
+
+The per-image costs are seconds measured on this project's 2-core CPU (quality pass with the
+round-trip checks, metrics included; one timed pass per latency round); they make the estimate
+honest to within a factor of about two, which is what a first-time user needs to know.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+#: Seconds per image of one quality pass (encode, decode, round-trip checks, metrics).
+QUALITY_S_PER_IMAGE = {
+    "jpeg": 0.5,
+    "webp": 0.7,
+    "jpeg2000": 0.9,
+    "avif": 1.3,
+    "avif-bpp": 4.0,
+    "learned": 2.0,
+}
+#: Seconds to build a case's codec beyond loading it (structured recovery, int8 calibration).
+BUILD_S = {"structured": 75.0, "int8": 8.0}
+#: Seconds per timed image of one latency test (warm-up and pytest-benchmark's rounds).
+LATENCY_S_PER_IMAGE = {"classic": 0.3, "learned": 3.5}
+#: Seconds per timed image of the side-by-side speed-up measurement (all variants, all rounds).
+SPEEDUP_S_PER_IMAGE = 18.0
+#: Seconds per image of the precision study (eight weight precisions).
+PRECISION_S_PER_IMAGE = 6.0
+
+
+def matches(case_id: str, patterns: Sequence[str]) -> bool:
+    """Whether ``case_id`` is one of ``patterns`` (exact ids or shell-style wildcards)."""
+    return any(case_id == p or fnmatch.fnmatchcase(case_id, p) for p in patterns)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The selected work of a run: quality cases, latency tests, extra studies, images."""
+
+    quality_cases: tuple[str, ...]
+    latency_tests: tuple[str, ...]
+    speedups: bool
+    precision: bool
+    images: int
+    timing_images: int
+    workers: int = 1
+
+    def seconds(self) -> float:
+        """Rough wall time of the run (see the module doc)."""
+        total = 0.0
+        built: set[str] = set()
+        for case_id in self.quality_cases:
+            total += QUALITY_S_PER_IMAGE[_kind(case_id)] * self.images
+            for op, cost in BUILD_S.items():
+                key = case_id.split("/quant=")[0] if op == "structured" else case_id
+                if _has_op(case_id, op) and key not in built:
+                    built.add(key)
+                    total += cost
+        for test_id in self.latency_tests:
+            kind = "learned" if _kind(test_id) == "learned" else "classic"
+            total += LATENCY_S_PER_IMAGE[kind] * self.timing_images
+        total /= max(1, self.workers)
+        if self.speedups:
+            total += SPEEDUP_S_PER_IMAGE * self.timing_images + BUILD_S["structured"]
+        if self.precision:
+            total += PRECISION_S_PER_IMAGE * self.images / max(1, self.workers)
+        return total
+
+    def describe(self) -> str:
+        """One line for the start of a run."""
+        parts = [f"{len(self.quality_cases)} cases on {self.images} images"]
+        if self.latency_tests:
+            parts.append(f"{len(self.latency_tests)} latency tests on {self.timing_images}")
+        if self.speedups:
+            parts.append("speed-up targets")
+        if self.precision:
+            parts.append("precision study")
+        minutes = self.seconds() / 60
+        when = f"about {minutes:.0f} min" if minutes >= 1.5 else "about a minute or less"
+        return f"imgcomp bench: {', '.join(parts)}; {when} on a 2-core CPU"
+
+
+def _kind(case_id: str) -> str:
+    name = case_id.split("/")[0]
+    for classic in ("jpeg2000", "jpeg", "webp", "avif"):
+        if name.startswith(classic + "-"):
+            return "avif-bpp" if classic == "avif" and "-bpp" in name else classic
+    return "learned"
+
+
+def _has_op(case_id: str, op: str) -> bool:
+    if op == "structured":
+        return ":structured" in case_id
+    return case_id.endswith(f"/quant={op}")
+
+
+def case_ids(params: Iterable[object]) -> list[str]:
+    """Case ids of pytest callspec parameter values (those that are bench cases)."""
+    return [p.id for p in params if hasattr(p, "factory")]
