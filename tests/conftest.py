@@ -1,4 +1,4 @@
-"""Shared fixtures of the unit tests: the compat reference data and its weight generator."""
+"""Unit-test fixtures: Kodak and the compat reference data, each found via one env variable."""
 
 from __future__ import annotations
 
@@ -9,32 +9,55 @@ from pathlib import Path
 
 import pytest
 
+from imgcomp.data import KODAK_SHA256, cache_dir
+
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _shared_dir(env: str, *parts: str) -> Path:
-    """$env (must exist when set), else ../shared/<parts> beside the checkout, else skip."""
+#: What each data folder must hold, as every skip that needs it says.
+KODAK_HOLDS = "the 24 Kodak PNGs (kodim01.png .. kodim24.png, from r0k.us/graphics/kodak)"
+COMPAT_HOLDS = (
+    "the original-checkpoint fixtures (make_state.py and compressai/: manifests and seed-0 "
+    "reference tensors of CompressAI 1.2.8)"
+)
+
+
+def _shared_dir(env: str, holds: str, *parts: str, kodak_cache: Path | None = None) -> Path:
+    """$env (must exist when set), else ../shared/<parts> beside the checkout, else a complete
+    ``kodak_cache``, else skip naming the variable to set and what its folder must hold."""
     value = os.environ.get(env)
     if value:
-        path = Path(value)
+        path = Path(value).expanduser()
         if not path.is_dir():
-            pytest.fail(f"{env}={value} does not exist")
+            pytest.fail(f"{env}={value} is not a folder; it must hold {holds}")
         return path
     path = REPO.parent.joinpath("shared", *parts)
-    if not path.is_dir():
-        pytest.skip(f"{path} not found")
-    return path
+    if path.is_dir():
+        return path
+    if kodak_cache is not None and _complete_kodak(kodak_cache):
+        return kodak_cache
+    tried = str(path) + (f" (nor a complete {kodak_cache})" if kodak_cache else "")
+    pytest.skip(f"set {env} to the folder holding {holds}; not found: {tried}")
+
+
+def _complete_kodak(folder: Path) -> bool:
+    """``folder`` holds all 24 Kodak PNGs (as a finished ``pytest bench`` leaves the cache)."""
+    return all((folder / name).is_file() for name in KODAK_SHA256)
 
 
 @pytest.fixture(scope="session")
 def compat_dir() -> Path:
-    """shared/compat: the reference checkpoints and tensors ($IMGCOMP_COMPAT_DIR)."""
-    return _shared_dir("IMGCOMP_COMPAT_DIR", "compat")
+    """The original-checkpoint fixtures ($IMGCOMP_COMPAT_DIR, else ../shared/compat)."""
+    return _shared_dir("IMGCOMP_COMPAT_DIR", COMPAT_HOLDS, "compat")
 
 
 @pytest.fixture(scope="session")
 def make_state(compat_dir):
     """The compat weight generator module (make_state.py), imported from compat_dir."""
+    if not (compat_dir / "make_state.py").is_file():
+        pytest.fail(
+            f"{compat_dir} has no make_state.py; IMGCOMP_COMPAT_DIR must hold {COMPAT_HOLDS}"
+        )
     sys.path.insert(0, str(compat_dir))
     try:
         return importlib.import_module("make_state")
@@ -44,5 +67,7 @@ def make_state(compat_dir):
 
 @pytest.fixture(scope="session")
 def kodak_dir() -> Path:
-    """The 24 Kodak PNGs ($IMGCOMP_KODAK_DIR, else ../shared/data/kodak)."""
-    return _shared_dir("IMGCOMP_KODAK_DIR", "data", "kodak")
+    """The 24 Kodak PNGs ($IMGCOMP_KODAK_DIR, else ../shared/data/kodak, else a complete copy in
+    the user cache): every unit test that reads real Kodak files finds them here."""
+    cache = cache_dir() / "kodak"
+    return _shared_dir("IMGCOMP_KODAK_DIR", KODAK_HOLDS, "data", "kodak", kodak_cache=cache)

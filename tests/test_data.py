@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -28,13 +27,7 @@ from imgcomp.data import (
 )
 from imgcomp.errors import ChecksumError, DatasetError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_KODAK = REPO_ROOT.parent / "shared" / "data" / "kodak"
 KODAK_NAMES = [f"kodim{i:02d}.png" for i in range(1, 25)]
-
-needs_shared_kodak = pytest.mark.skipif(
-    not (SHARED_KODAK / "kodim24.png").is_file(), reason=f"no Kodak copy at {SHARED_KODAK}"
-)
 
 
 def sha256(data_: bytes) -> str:
@@ -112,10 +105,15 @@ def test_embedded_digests_cover_the_24_files():
     assert len(set(KODAK_SHA256.values())) == 24
 
 
-@needs_shared_kodak
-def test_embedded_digests_equal_the_published_sha256sums():
+def test_embedded_digests_equal_the_published_sha256sums(kodak_dir):
+    sums = kodak_dir / "SHA256SUMS"
+    if not sums.is_file():
+        pytest.skip(
+            "set IMGCOMP_KODAK_DIR to a Kodak folder that also holds SHA256SUMS (the published "
+            f"sha256 of each image, as in shared/data/kodak); not found: {sums}"
+        )
     published = {}
-    for line in (SHARED_KODAK / "SHA256SUMS").read_text().splitlines():
+    for line in sums.read_text().splitlines():
         digest, name = line.split()
         published[name.lstrip("*")] = digest
     assert published == KODAK_SHA256
@@ -165,14 +163,13 @@ def test_kodak_dir_that_is_not_a_directory(env, monkeypatch):
         load_dataset("kodak")
 
 
-@needs_shared_kodak
-def test_real_kodak_dir_with_one_altered_file(env, monkeypatch):
+def test_real_kodak_dir_with_one_altered_file(env, kodak_dir, monkeypatch):
     folder = env / "k"
     folder.mkdir()
     for name in KODAK_NAMES:
-        (folder / name).symlink_to(SHARED_KODAK / name)
+        (folder / name).symlink_to(kodak_dir / name)
     (folder / "kodim13.png").unlink()
-    content = bytearray((SHARED_KODAK / "kodim13.png").read_bytes())
+    content = bytearray((kodak_dir / "kodim13.png").read_bytes())
     content[-100] ^= 0xFF
     (folder / "kodim13.png").write_bytes(bytes(content))
     monkeypatch.setenv("IMGCOMP_KODAK_DIR", str(folder))
@@ -295,9 +292,8 @@ def test_http_error_is_a_dataset_error(env, fake_kodak, monkeypatch):
     assert leftovers(env / "cache" / "kodak") == []
 
 
-@needs_shared_kodak
-def test_download_with_real_files_and_real_digests(env, monkeypatch):
-    served = {n: (SHARED_KODAK / n).read_bytes() for n in KODAK_NAMES}
+def test_download_with_real_files_and_real_digests(env, kodak_dir, monkeypatch):
+    served = {n: (kodak_dir / n).read_bytes() for n in KODAK_NAMES}
     server = FakeServer(served)
     monkeypatch.setattr(urllib.request, "urlopen", server)
     ds = load_dataset("kodak", progress=False)
@@ -309,9 +305,8 @@ def test_download_with_real_files_and_real_digests(env, monkeypatch):
     assert len(server.requests) == 24
 
 
-@needs_shared_kodak
-def test_real_download_serving_a_different_kodak_image_is_refused(env, monkeypatch):
-    served = {n: (SHARED_KODAK / n).read_bytes() for n in KODAK_NAMES}
+def test_real_download_serving_a_different_kodak_image_is_refused(env, kodak_dir, monkeypatch):
+    served = {n: (kodak_dir / n).read_bytes() for n in KODAK_NAMES}
     served["kodim02.png"] = served["kodim01.png"]  # a valid PNG, but the wrong one
     monkeypatch.setattr(urllib.request, "urlopen", FakeServer(served))
     with pytest.raises(ChecksumError, match=r"kodim02\.png"):
@@ -322,11 +317,8 @@ def test_real_download_serving_a_different_kodak_image_is_refused(env, monkeypat
 # --- real Kodak ----------------------------------------------------------------------------------
 
 
-def test_real_kodak(monkeypatch):
-    if not os.environ.get("IMGCOMP_KODAK_DIR"):
-        if not (SHARED_KODAK / "kodim01.png").is_file():
-            pytest.skip("set IMGCOMP_KODAK_DIR or provide ../shared/data/kodak")
-        monkeypatch.setenv("IMGCOMP_KODAK_DIR", str(SHARED_KODAK))
+def test_real_kodak(kodak_dir, monkeypatch):
+    monkeypatch.setenv("IMGCOMP_KODAK_DIR", str(kodak_dir))
     ds = load_dataset("kodak", download=False)
     assert len(ds) == 24 and ds.names[0] == "kodim01" and ds.names[-1] == "kodim24"
     for item in ds:

@@ -26,8 +26,6 @@ from imgcomp.metrics import (
     ssim,
 )
 
-KODIM23 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak" / "kodim23.png"
-
 
 def _natural_like(h: int, w: int, seed: int = 0) -> np.ndarray:
     """A smooth, textured uint8 RGB image (gradients + sinusoids + mild noise)."""
@@ -315,9 +313,8 @@ def test_bad_inputs_raise_image_error(fn, bad: object, match: str) -> None:
 # ---------------------------------------------------------------- real-image sanity
 
 
-@pytest.mark.skipif(not KODIM23.exists(), reason=f"{KODIM23} not available")
-def test_jpeg_q10_kodim23_plausible() -> None:
-    ref = np.asarray(Image.open(KODIM23).convert("RGB"))
+def test_jpeg_q10_kodim23_plausible(kodak_dir: Path) -> None:
+    ref = np.asarray(Image.open(kodak_dir / "kodim23.png").convert("RGB"))
     buf = io.BytesIO()
     Image.fromarray(ref).save(buf, format="JPEG", quality=10)
     test = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
