@@ -1,5 +1,8 @@
 """imgcomp: what pruning and quantization do to learned image codecs, through real bitstreams."""
 
+import os as _os
+from typing import TYPE_CHECKING
+
 from imgcomp.errors import (
     BitstreamError,
     CheckpointError,
@@ -12,14 +15,65 @@ from imgcomp.errors import (
 )
 from imgcomp.registry import create_codec, decode_stream, list_codecs, register_codec
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from imgcomp.codecs.learned import LearnedCodec
+
 __version__ = "0.1.0"
 
 
-def load_codec(name: str, checkpoint: str, format: str = "imgcomp", device: str = "cpu"):
-    """A learned codec from a checkpoint: ours (safetensors) or ``format="compressai"``."""
+def load_codec(
+    source: str | _os.PathLike[str],
+    checkpoint: str | _os.PathLike[str] | None = None,
+    format: str | None = None,
+    device: str = "cpu",
+) -> "LearnedCodec":
+    """A learned codec from a file: a saved codec, or a registered codec's weights.
+
+    ``load_codec(path)`` (or ``format="imgcomp-codec"``) loads a codec written by
+    :func:`save_codec`, with its pruning / quantization. ``load_codec(name, checkpoint)`` builds
+    codec ``name`` on weights: ours (``format="imgcomp"``, the default: safetensors from
+    ``imgcomp export``) or ``format="compressai"``; a saved codec given as ``checkpoint`` is
+    loaded as such (its name must be ``name``).
+    """
+    from imgcomp.saved import LOAD_FORMAT, is_saved_codec, load_saved_codec
+
+    if format not in (None, LOAD_FORMAT) and checkpoint is None:
+        raise ImgcompError(
+            f"format={format!r} needs a codec name and a checkpoint: load_codec(NAME, PATH, ...)"
+        )
+    if checkpoint is None and not _os.path.exists(source):
+        raise CheckpointError(
+            f"no such file: {_os.fspath(source)!r}; load_codec(PATH) loads a saved codec, "
+            "create_codec(NAME, ...) builds a registered one, load_codec(NAME, CHECKPOINT) one "
+            "on weights"
+        )
+    if (
+        checkpoint is None
+        or format == LOAD_FORMAT
+        or (format is None and is_saved_codec(checkpoint))
+    ):
+        codec = load_saved_codec(source if checkpoint is None else checkpoint, device=device)
+        if checkpoint is not None:
+            from imgcomp.registry import canonical_name
+
+            if canonical_name(_os.fspath(source)) != codec.name:
+                raise CheckpointError(
+                    f"{_os.fspath(checkpoint)!r} holds a saved {codec.name} codec, not {source!r}"
+                )
+        return codec
     from imgcomp.zoo import load_codec as _load
 
-    return _load(name, checkpoint, format=format, device=device)
+    return _load(_os.fspath(source), checkpoint, format=format or "imgcomp", device=device)
+
+
+def save_codec(codec: "LearnedCodec", path: str | _os.PathLike[str]) -> "Path":
+    """Save a learned codec, pruned / quantized or not, to ``path`` (safetensors); returns the
+    path. :func:`load_codec` gives it back; see :mod:`imgcomp.saved`."""
+    from imgcomp.saved import save_codec as _save
+
+    return _save(codec, path)
 
 
 def prune(codec, encoder=0.0, decoder=0.0, entropy=0.0, **options):
@@ -61,4 +115,5 @@ __all__ = [
     "prune",
     "quantize",
     "register_codec",
+    "save_codec",
 ]

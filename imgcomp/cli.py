@@ -2,6 +2,8 @@
 
 imgcomp encode IN.png OUT.imgc --codec jpeg --quality 10
 imgcomp decode OUT.imgc BACK.png            # the codec comes from the stream header
+imgcomp encode IN.png OUT.imgc --codec mbt2018-mean --quality 3 --quant int8 --save-model q.st
+imgcomp decode --model q.st OUT.imgc BACK.png   # streams of compressed codecs need the codec
 imgcomp eval --codec webp --bpp 0.3 --dataset kodak --json results.json
 imgcomp study --codec mbt2018-mean --quality 3 --dataset kodak   # the pruning study's table
 imgcomp list
@@ -29,8 +31,15 @@ def _param(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _add_codec_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--codec", required=True, help="registered codec name (see `imgcomp list`)")
+def _add_codec_args(p: argparse.ArgumentParser, model: bool = False) -> None:
+    if model:
+        which = p.add_mutually_exclusive_group(required=True)
+        which.add_argument("--codec", help="registered codec name (see `imgcomp list`)")
+        which.add_argument(
+            "--model", metavar="PATH", help="a saved codec (`--save-model`) instead of --codec"
+        )
+    else:
+        p.add_argument("--codec", required=True, help="registered codec name (see `imgcomp list`)")
     p.add_argument("--quality", type=int, help="quality setting (codec-specific scale)")
     p.add_argument("--bpp", type=float, help="target bits per pixel (classic codecs)")
     p.add_argument(
@@ -45,9 +54,78 @@ def _add_codec_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="device for learned codecs (cpu, cuda)")
 
 
+def _add_op_args(p: argparse.ArgumentParser) -> None:
+    # no torch import here: building the parser stays fast (`imgcomp list`, `--version`)
+    ops = p.add_argument_group("compression ops (learned codecs; pruning first)")
+    ops.add_argument(
+        "--prune",
+        metavar="TAG",
+        help="prune as the benchmark's case ids say, e.g. enc0.3,dec0.3,ent0.3:l1 "
+        "(methods l1, l1-global, structured)",
+    )
+    ops.add_argument("--quant", metavar="MODE", help="quantize: bf16, int8 or w2..w8")
+    ops.add_argument(
+        "--recover-steps",
+        type=int,
+        metavar="N",
+        help="structured: recovery fine-tuning steps (default: the benchmark's, 300)",
+    )
+    ops.add_argument(
+        "--round-to",
+        type=int,
+        metavar="N",
+        help="structured: kept widths rounded down to multiples of N (default: the "
+        "benchmark's, 4; 1: exact widths)",
+    )
+    _add_train_data_arg(ops)
+
+
+def _add_train_data_arg(p: argparse._ActionsContainer) -> None:
+    p.add_argument(
+        "--train-data",
+        metavar="SPEC",
+        help="training images of structured pruning and int8 calibration (a folder or set name; "
+        "default: the ops' own)",
+    )
+
+
+def _apply_ops(codec, args: argparse.Namespace):
+    """The codec with the --prune / --quant options applied (the same codec without them)."""
+    from dataclasses import replace
+
+    from imgcomp.study import config_from_tags
+
+    config = config_from_tags(args.prune, args.quant)
+    overrides = {
+        key: value
+        for key, value in (("recover_steps", args.recover_steps), ("round_to", args.round_to))
+        if value is not None
+    }
+    if overrides:
+        if not (config.pruned and config.method == "structured"):
+            raise ImgcompError("--recover-steps and --round-to apply to structured pruning")
+        if overrides.get("round_to") == 1:
+            overrides["round_to"] = None
+        config = replace(config, **overrides)
+    if not (config.pruned or config.quant):
+        return codec
+    return config.apply(codec, data=args.train_data)
+
+
 def _codec_from_args(args: argparse.Namespace):
     from imgcomp.registry import create_codec
 
+    if getattr(args, "model", None):
+        given = [
+            flag
+            for flag, value in (("--quality", args.quality), ("--bpp", args.bpp))
+            if value is not None
+        ] + (["--param"] if args.param else [])
+        if given:
+            raise ImgcompError(f"--model gives the whole codec; drop {', '.join(given)}")
+        import imgcomp
+
+        return imgcomp.load_codec(args.model, device=args.device)
     params = dict(args.param)
     if args.quality is not None:
         params["quality"] = args.quality
@@ -59,39 +137,76 @@ def _codec_from_args(args: argparse.Namespace):
 
 
 def _cmd_encode(args: argparse.Namespace) -> int:
+    from imgcomp.codecs.learned import LearnedCodec
     from imgcomp.images import load_image
 
-    codec = _codec_from_args(args)
-    img = load_image(args.input)
+    img = load_image(args.input)  # before any slow op: a missing input fails at once
+    codec = _apply_ops(_codec_from_args(args), args)
+    if args.save_model and not isinstance(codec, LearnedCodec):
+        raise ImgcompError(f"--save-model saves learned codecs; {codec.name!r} is not one")
     data = codec.encode(img)
     Path(args.output).write_bytes(data)
     h, w = img.shape[:2]
     print(f"{args.input} -> {args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp")
+    if args.save_model:
+        import imgcomp
+
+        imgcomp.save_codec(codec, args.save_model)
+        print(f"saved the codec to {args.save_model}: imgcomp decode --model {args.save_model} ...")
+    elif getattr(codec, "ops", ()):
+        print(
+            f"note: {args.output} decodes only with this compressed codec (ops: "
+            f"{'; '.join(codec.ops)}); keep the codec with --save-model PATH",
+            file=sys.stderr,
+        )
     return 0
 
 
 def _cmd_decode(args: argparse.Namespace) -> int:
     from imgcomp.images import save_png
-    from imgcomp.registry import decode_stream
 
     try:
         data = Path(args.input).read_bytes()
     except OSError as exc:
         raise ImgcompError(f"cannot read {args.input}: {exc.strerror or exc}") from exc
-    img = decode_stream(data)
+    if args.model:
+        import imgcomp
+
+        img = imgcomp.load_codec(args.model).decode(data)
+    else:
+        img = _decode_plain(data)
     save_png(img, args.output)
     print(f"{args.input} -> {args.output}: {img.shape[1]}x{img.shape[0]}")
     return 0
+
+
+def _decode_plain(data: bytes):
+    """Decode with the codec the header names, or say how when a compressed codec wrote it."""
+    from imgcomp.bitstream import read_header
+    from imgcomp.codecs.learned import LearnedCodec
+    from imgcomp.errors import CodecMismatchError
+    from imgcomp.registry import codec_for_stream
+
+    header = read_header(data)
+    codec = codec_for_stream(data)
+    if isinstance(codec, LearnedCodec) and header.fingerprint != codec.fingerprint:
+        raise CodecMismatchError(
+            f"this stream was not written by the plain {header.codec} model its header names "
+            f"({', '.join(f'{k}={v}' for k, v in sorted(header.params.items())) or 'defaults'}). "
+            "A stream of a pruned or quantized codec decodes only with that codec: pass "
+            "--model PATH, the codec saved by `imgcomp encode ... --save-model PATH`"
+        )
+    return codec.decode(data)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from imgcomp.data import load_dataset
     from imgcomp.evaluate import evaluate, format_table, summarize
 
-    codec = _codec_from_args(args)
     dataset = load_dataset(args.dataset)
     if args.images is not None:
         dataset = dataset.subset(args.images)
+    codec = _apply_ops(_codec_from_args(args), args)
     results = evaluate(
         codec, ((item.name, item.load()) for item in dataset), progress=not args.quiet
     )
@@ -100,6 +215,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         payload = {
             "codec": getattr(codec, "name", args.codec),
             "params": getattr(codec, "params", {}),
+            "ops": list(getattr(codec, "ops", ())),
             "dataset": args.dataset,
             "mean": summarize(results),
             "images": [r.as_dict() for r in results],
@@ -115,6 +231,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
     from imgcomp.data import load_dataset
     from imgcomp.study import format_study_table, get_grid, rows_to_json, run_study
 
+    if args.repeats < 1:
+        raise ImgcompError(f"--repeats must be at least 1, got {args.repeats}")
     if args.threads is not None:
         if args.threads < 1:
             raise ImgcompError(f"--threads must be at least 1, got {args.threads}")
@@ -133,18 +251,35 @@ def _cmd_study(args: argparse.Namespace) -> int:
     tty = sys.stderr.isatty()
 
     def progress(config, done: int, total: int) -> None:
-        if tty:
+        if done == 0:  # building the row's codec (structured pruning fine-tunes: minutes)
+            if config.pruned or config.quant:
+                print(f"{config.label}: applying the ops", file=sys.stderr, flush=True)
+        elif tty:
             end = "\n" if done == total else ""
             print(f"\r{config.label}: {done}/{total} images", end=end, file=sys.stderr, flush=True)
         elif done == total:
             print(f"{config.label}: {total} images", file=sys.stderr)
 
+    def timing_progress(done: int, total: int) -> None:
+        if tty:
+            end = "\n" if done == total else ""
+            print(f"\rtiming: round {done}/{total}", end=end, file=sys.stderr, flush=True)
+        elif done == total:
+            print(f"timing: {total} rounds", file=sys.stderr)
+
     rows = run_study(
-        codec, configs, images, repeats=args.repeats, progress=None if args.quiet else progress
+        codec,
+        configs,
+        images,
+        repeats=args.repeats,
+        data=args.train_data,
+        progress=None if args.quiet else progress,
+        timing_progress=None if args.quiet else timing_progress,
     )
+    spread = " (lowest-highest round)" if args.repeats > 1 else ""
     title = (
         f"{codec!r} on {args.dataset}: {len(images)} images, grid {args.grid}, "
-        f"{threads} threads, best of {args.repeats}"
+        f"{threads} threads, median of {args.repeats} interleaved rounds{spread}"
     )
     if args.format == "markdown":
         title = f"**{title}**\n"
@@ -159,6 +294,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
             "dataset": args.dataset,
             "grid": args.grid,
             "repeats": args.repeats,
+            "timing": "median of interleaved rounds (imgcomp.timing.time_side_by_side)",
             "threads": threads,
             "images": [name for name, _ in images],
             "rows": rows_to_json(rows),
@@ -222,22 +358,35 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from imgcomp import __version__
+
     parser = argparse.ArgumentParser(prog="imgcomp", description=__doc__.split("\n")[0])
+    parser.add_argument("--version", action="version", version=f"imgcomp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("encode", help="compress an image file into an imgcomp stream")
     p.add_argument("input")
     p.add_argument("output")
-    _add_codec_args(p)
+    _add_codec_args(p, model=True)
+    _add_op_args(p)
+    p.add_argument(
+        "--save-model", metavar="PATH", help="also save the codec (with its ops) to PATH"
+    )
     p.set_defaults(func=_cmd_encode)
 
     p = sub.add_parser("decode", help="decode a stream to PNG (codec read from the header)")
     p.add_argument("input")
     p.add_argument("output")
+    p.add_argument(
+        "--model",
+        metavar="PATH",
+        help="the saved codec that wrote the stream (needed for pruned / quantized codecs)",
+    )
     p.set_defaults(func=_cmd_decode)
 
     p = sub.add_parser("eval", help="rate, quality and time of a codec on a dataset")
-    _add_codec_args(p)
+    _add_codec_args(p, model=True)
+    _add_op_args(p)
     p.add_argument("--dataset", default="kodak", help="kodak, sample or folder:PATH")
     p.add_argument("--images", type=int, help="first N images only")
     p.add_argument("--json", help="also write per-image and mean results to this file")
@@ -254,10 +403,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("study", "extended"),
         help="study: {0,0.3}^3 L1 ratios; extended: plus structured, bf16, int8",
     )
-    p.add_argument("--repeats", type=int, default=1, help="time each image N times, keep the best")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed rounds, each over every row and image in turn; medians kept (default 3)",
+    )
     p.add_argument("--format", default="text", choices=("text", "markdown", "tsv"))
     p.add_argument("--json", help="also write the rows (with model sizes) to this file")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    _add_train_data_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_study)
 

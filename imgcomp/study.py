@@ -3,6 +3,8 @@
 Reproduces the layout of the original study (encoder, decoder and probability-model pruning
 ratios; total inference time; SSIM; average compressed image size in bytes) with every number
 measured on real bitstreams: each image is encoded to bytes and those bytes are decoded.
+Encode and decode are timed as the benchmark's speed-ups are (:mod:`imgcomp.timing`): in rounds
+that each run every configuration's encodes and decodes in turn, medians kept.
 
     codec = imgcomp.create_codec("mbt2018-mean", quality=3)
     images = [(item.name, item.load()) for item in load_dataset("kodak")]
@@ -27,6 +29,7 @@ from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
 from imgcomp.evaluate import ImageResult, RoundTripError, evaluate_image, summarize
 from imgcomp.ops.profile import ComponentProfile
+from imgcomp.timing import SideBySide, time_side_by_side
 
 __all__ = [
     "EXTENDED_GRID",
@@ -37,6 +40,7 @@ __all__ = [
     "STUDY_GRID",
     "StudyConfig",
     "StudyRow",
+    "config_from_tags",
     "format_study_table",
     "get_grid",
     "parse_case_id",
@@ -86,8 +90,13 @@ class StudyConfig:
         """Id of the configuration, the tail of the benchmark's op case ids."""
         return f"prune={self.prune_tag}/quant={self.quant or 'none'}"
 
-    def apply(self, codec: Codec) -> Codec:
-        """The codec with this configuration applied (pruning, then quantization); a new codec."""
+    def apply(self, codec: Codec, data: str | None = None) -> Codec:
+        """The codec with this configuration applied (pruning, then quantization); a new codec.
+
+        ``data`` (a training-set spec) is what structured pruning ranks channels on and recovers
+        with, and what int8 calibrates on; None: the ops' default training images.
+        """
+        extra: dict[str, Any] = {} if data is None else {"data": data}
         if self.pruned:
             options: dict[str, Any] = {"method": self.method, "scope": self.scope}
             if self.method == "structured":
@@ -95,12 +104,13 @@ class StudyConfig:
                     importance=self.importance,
                     recover_steps=self.recover_steps,
                     round_to=self.round_to,
+                    **extra,
                 )
             codec = imgcomp.prune(
                 codec, encoder=self.encoder, decoder=self.decoder, entropy=self.entropy, **options
             )
         if self.quant:
-            codec = imgcomp.quantize(codec, self.quant)
+            codec = imgcomp.quantize(codec, self.quant, **extra)
         return codec
 
 
@@ -179,12 +189,45 @@ def parse_case_id(case_id: str) -> tuple[str, StudyConfig]:
     return family, StudyConfig(*ratios, method=method, scope=scope, quant=quant)
 
 
+def config_from_tags(prune: str | None = None, quant: str | None = None) -> StudyConfig:
+    """The configuration a pruning tag and a quantization mode name, as the benchmark runs it.
+
+    ``prune`` is written as in case ids (``enc0.3,dec0.3,ent0.3:l1``, ``...:l1-global``,
+    ``...:structured``; None or ``none``: no pruning), ``quant`` is bf16, int8, w2..w8 or None.
+    ``structured`` means the benchmark's structured pruning: :data:`STRUCTURED_CONFIG`'s
+    importance, recovery steps and width rounding (``dataclasses.replace`` to change them).
+    """
+    from imgcomp.ops import METHODS
+    from imgcomp.ops.quant.api import parse_mode
+
+    if quant is not None:
+        parse_mode(quant)
+    try:
+        _, config = parse_case_id(f"-/prune={prune or 'none'}/quant={quant or 'none'}")
+    except ValueError:
+        config = None
+    scopes = ("layer", "global") if config is not None and config.method == "l1" else ("layer",)
+    if config is None or config.method not in METHODS or config.scope not in scopes:
+        raise ImgcompError(
+            f"cannot read the pruning tag {prune!r}: write encE,decD,entN:METHOD with ratios in "
+            "[0, 1) and METHOD l1, l1-global or structured, e.g. enc0.3,dec0.3,ent0.3:l1"
+        )
+    if config.method == "structured" and config.pruned:
+        s = STRUCTURED_CONFIG
+        config = replace(
+            config, importance=s.importance, recover_steps=s.recover_steps, round_to=s.round_to
+        )
+    return config
+
+
 @dataclass
 class StudyRow:
     """Measurements of one configuration: times are sums over the images, quality means.
 
     The model-size fields come from ``imgcomp.profile(codec).total`` (None when unknown, e.g.
-    for rows rebuilt from benchmark summaries).
+    for rows rebuilt from benchmark summaries). ``encode_s`` / ``decode_s`` are sums over the
+    images of each call's median over the timed rounds; ``encode_rounds`` / ``decode_rounds``
+    hold each round's sum over the images (None when the row has no per-round times).
     """
 
     label: str
@@ -205,6 +248,8 @@ class StudyRow:
     nonzero_parameters: int | None = None
     serialized_bytes: int | None = None
     macs: int | None = None
+    encode_rounds: list[float] | None = None
+    decode_rounds: list[float] | None = None
 
 
 def _row(config: StudyConfig, images: int, encode_s: float, decode_s: float, **rest) -> StudyRow:
@@ -223,20 +268,62 @@ def _row(config: StudyConfig, images: int, encode_s: float, decode_s: float, **r
     )
 
 
-def _measure(codec: Codec, name: str, img: np.ndarray, repeats: int, verify: bool) -> ImageResult:
-    """One image through real bytes ``repeats`` times; the fastest encode and decode are kept."""
-    first = evaluate_image(codec, name, img, verify=verify)
-    enc, dec = first.encode_s, first.decode_s
-    for _ in range(repeats - 1):
-        again = evaluate_image(codec, name, img)
-        _check_same(first, again)
-        enc, dec = min(enc, again.encode_s), min(dec, again.decode_s)
-    return ImageResult(**{**first.as_dict(), "encode_s": enc, "decode_s": dec})
+def _variants(
+    codec: Codec,
+    configs: Sequence[StudyConfig],
+    data: str | None,
+    starting: Callable[[StudyConfig], None] | None = None,
+) -> list[Codec]:
+    """Each configuration's codec; configurations that share a pruning share its (possibly
+    fine-tuned) pruned codec, since pruning comes first and is deterministic."""
+    pruned: dict[StudyConfig, Codec] = {}
+    out = []
+    for config in configs:
+        if starting is not None:
+            starting(config)
+        key = replace(config, quant=None)
+        if key not in pruned:
+            pruned[key] = key.apply(codec, data=data)
+        base = pruned[key]
+        out.append(StudyConfig(quant=config.quant).apply(base, data=data) if config.quant else base)
+    return out
 
 
-def _check_same(a: ImageResult, b: ImageResult) -> None:
-    if a.bytes != b.bytes or a.ssim != b.ssim:
-        raise RoundTripError(f"{a.image}: repeated runs of the same codec gave different results")
+class _Recorder:
+    """A codec's stand-in for the quality pass: keeps the last stream it encoded."""
+
+    def __init__(self, codec: Codec) -> None:
+        self.codec = codec
+        self.name = codec.name
+        self.stream = b""
+
+    def __getattr__(self, name: str) -> Any:  # reconstruct(), for the round-trip check
+        return getattr(self.codec, name)
+
+    def encode(self, img: np.ndarray) -> bytes:
+        self.stream = self.codec.encode(img)
+        return self.stream
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return self.codec.decode(data)
+
+
+def _timing_calls(
+    variants: Sequence[Codec],
+    images: Sequence[tuple[str, np.ndarray]],
+    streams: dict[tuple[int, int], list[bytes]],
+) -> dict[str, list[Callable[[], object]]]:
+    """Per variant, one encode call per image (its stream appended for the decode calls and the
+    reproducibility check) and one decode call per image, in that order."""
+    calls: dict[str, list[Callable[[], object]]] = {}
+    for v, codec in enumerate(variants):
+        enc, dec = [], []
+        for i, (_, img) in enumerate(images):
+            out = streams[(v, i)]
+            enc.append(lambda codec=codec, img=img, out=out: out.append(codec.encode(img)))
+            dec.append(lambda codec=codec, out=out: codec.decode(out[-1]))
+        calls[f"{v}/encode"], calls[f"{v}/decode"] = enc, dec
+    return calls
 
 
 def run_study(
@@ -244,45 +331,107 @@ def run_study(
     configs: Sequence[StudyConfig],
     images: Sequence[tuple[str, np.ndarray]],
     *,
-    repeats: int = 1,
-    warmup: bool = True,
+    repeats: int = 3,
+    warmup: int = 1,
     verify_all: bool = False,
+    data: str | None = None,
     progress: Callable[[StudyConfig, int, int], None] | None = None,
+    timing_progress: Callable[[int, int], None] | None = None,
 ) -> list[StudyRow]:
     """Measure each configuration of ``codec`` over ``images`` through real bitstreams.
 
-    Each configuration's codec is built once; each image is encoded to bytes and those bytes
-    decoded, timed with ``time.perf_counter`` (the fastest of ``repeats`` runs per image). With
-    ``warmup``, the first image first makes one untimed, verified round trip per configuration,
-    so one-off costs (first calls, lazy tables) do not land on the first row; the round trip is
-    verified on the first image of every configuration in any case (every image with
-    ``verify_all``). ``progress(config, done, total)`` is called after each image.
+    Every configuration's codec is built first (``data``: the training-set spec of structured
+    pruning and int8 calibration, see :meth:`StudyConfig.apply`). A quality pass then encodes
+    each image to bytes, decodes those bytes and measures them (round trip verified on the first
+    image of every configuration, on every image with ``verify_all``); ``progress(config, done,
+    total)`` follows it (``done`` 0: the configuration's codec is being built). Then the timing,
+    as the benchmark's (:func:`imgcomp.timing.time_side_by_side`): ``warmup`` untimed and
+    ``repeats`` timed rounds, each running every configuration's encode, then decode, of every
+    image in turn (round r starting at configuration r, cyclically), so load on the machine
+    spreads over all rows; per call the median over the rounds is kept, and each round's total
+    per row too (the spread of the speed-ups). ``timing_progress(done, total)`` follows the
+    rounds. Repeated encodes must give the quality pass's bytes (RoundTripError otherwise).
     """
-    if repeats < 1:
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ImgcompError(f"repeats must be at least 1, got {repeats}")
+    if isinstance(warmup, bool):
+        warmup = int(warmup)
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ImgcompError(f"warmup must be a number of rounds >= 0, got {warmup}")
     if not images:
         raise ImgcompError("the study needs at least one image")
     if any(c.pruned or c.quant for c in configs):
         from imgcomp.ops.base import require_learned
 
         require_learned(codec)
-    rows = []
-    for config in configs:
-        variant = config.apply(codec)
-        warm = evaluate_image(variant, *images[0], verify=True) if warmup else None
+    variants = _variants(
+        codec, configs, data, None if progress is None else lambda c: progress(c, 0, len(images))
+    )
+    quality: list[list[ImageResult]] = []
+    streams: dict[tuple[int, int], list[bytes]] = {}  # the quality pass's, then every round's
+    for v, (config, variant) in enumerate(zip(configs, variants, strict=True)):
         results = []
+        recorder = _Recorder(variant)
         for i, (name, img) in enumerate(images):
-            results.append(
-                _measure(variant, name, img, repeats, verify_all or (i == 0 and not warm))
-            )
+            results.append(evaluate_image(recorder, name, img, verify=verify_all or i == 0))
+            streams[(v, i)] = [recorder.stream]
             if progress is not None:
                 progress(config, i + 1, len(images))
-        if warm is not None:
-            _check_same(warm, results[0])
+        quality.append(results)
+    calls = _timing_calls(variants, images, streams)
+    runs: dict[str, list[list[float]]] = {key: [[] for _ in fns] for key, fns in calls.items()}
+    total, n = warmup + repeats, len(variants)
+    for r in range(total):
+        # one interleaved round, starting at the next configuration each time: what a position
+        # in the round costs (the first after a round's end, say) is not always one row's
+        order = [(r + k) % n for k in range(n)]
+        round_calls = {
+            f"{v}/{op}": calls[f"{v}/{op}"] for v in order for op in ("encode", "decode")
+        }
+        one = time_side_by_side(round_calls, rounds=1, warmup=0)
+        if r >= warmup:
+            for key, per_call in one.runs.items():
+                for i, seconds in enumerate(per_call):
+                    runs[key][i].extend(seconds)
+        if timing_progress is not None:
+            timing_progress(r + 1, total)
+    timing = SideBySide(runs)
+    rows = []
+    for v, (config, variant) in enumerate(zip(configs, variants, strict=True)):
+        for i, (name, _) in enumerate(images):
+            again = streams[(v, i)]
+            if any(x != again[0] for x in again):
+                raise RoundTripError(f"{config.label}, {name}: repeated encodes gave other bytes")
         size = imgcomp.profile(variant).total if isinstance(variant, LearnedCodec) else None
-        summary = {**summarize(results), "images": len(results)}
-        rows.append(row_from_summary(config, summary, size))
+        enc, dec = runs[f"{v}/encode"], runs[f"{v}/decode"]
+        summary = summarize(quality[v])
+        rows.append(
+            _row(
+                config,
+                len(images),
+                encode_s=timing.total(f"{v}/encode"),
+                decode_s=timing.total(f"{v}/decode"),
+                ssim=summary["ssim"],
+                psnr=summary["psnr"],
+                bpp=summary["bpp"],
+                avg_bytes=summary["bytes"],
+                encode_rounds=[sum(t[r] for t in enc) for r in range(repeats)],
+                decode_rounds=[sum(t[r] for t in dec) for r in range(repeats)],
+                **_sizes(size),
+            )
+        )
     return rows
+
+
+def _sizes(size: ComponentProfile | None) -> dict[str, int]:
+    if size is None:
+        return {}
+    return {
+        "parameters": size.parameters,
+        "nonzero_parameters": size.nonzero_parameters,
+        "serialized_bytes": size.serialized_bytes,
+        "macs": size.macs,
+    }
 
 
 def row_from_summary(
@@ -291,14 +440,6 @@ def row_from_summary(
     """A row from a benchmark summary (``summarize`` means plus ``images``): times become sums;
     ``size``: the model's total profile (parameters, non-zeros, serialized bytes, MACs)."""
     n = int(summary["images"])
-    sizes = {}
-    if size is not None:
-        sizes = {
-            "parameters": size.parameters,
-            "nonzero_parameters": size.nonzero_parameters,
-            "serialized_bytes": size.serialized_bytes,
-            "macs": size.macs,
-        }
     return _row(
         config,
         n,
@@ -308,7 +449,7 @@ def row_from_summary(
         psnr=summary["psnr"],
         bpp=summary["bpp"],
         avg_bytes=summary["bytes"],
-        **sizes,
+        **_sizes(size),
     )
 
 
@@ -331,33 +472,36 @@ def _millions(n: int) -> str:
 
 def format_study_table(rows: Sequence[StudyRow], style: str = "text") -> str:
     """The rows as the study's table (text, markdown or tsv). Decode speedups are against the
-    first row, shown only when that row is the unmodified model (no pruning, no quantization)."""
+    first row, shown only when that row is the unmodified model (no pruning, no quantization),
+    with the lowest and highest per-round ratio in brackets when the rows have several timed
+    rounds. markdown and tsv use the study's column titles; text uses short ones (under 120
+    columns)."""
     if style not in ("text", "markdown", "tsv"):
         raise ValueError(f"style must be text, markdown or tsv, not {style!r}")
     if not rows:
         raise ValueError("no rows to format")
-    base_decode = rows[0].decode_s
-    columns: list[tuple[str, Callable[[StudyRow], str]]] = [
-        ("Encoder pruning ratio", lambda r: f"{r.encoder:g}"),
-        ("Decoder pruning ratio", lambda r: f"{r.decoder:g}"),
-        ("Probability model pruning ratio", lambda r: f"{r.entropy:g}"),
-        ("Method", lambda r: r.method),
-        ("Quantization", lambda r: r.quant or "-"),
-        ("Total inference time (hh:mm:ss)", lambda r: _hms(r.total_inference_s)),
-        ("SSIM", lambda r: f"{r.ssim:.4f}"),
-        ("Avg. compressed image size (B)", lambda r: f"{r.avg_bytes:.3f}"),
-        ("bpp", lambda r: f"{r.bpp:.4f}"),
+    base = rows[0]
+    # (study's title, short title for text, cell)
+    columns: list[tuple[str, str, Callable[[StudyRow], str]]] = [
+        ("Encoder pruning ratio", "enc", lambda r: f"{r.encoder:g}"),
+        ("Decoder pruning ratio", "dec", lambda r: f"{r.decoder:g}"),
+        ("Probability model pruning ratio", "ent", lambda r: f"{r.entropy:g}"),
+        ("Method", "method", lambda r: r.method),
+        ("Quantization", "quant", lambda r: r.quant or "-"),
+        ("Total inference time (hh:mm:ss)", "enc+dec time", lambda r: _hms(r.total_inference_s)),
+        ("SSIM", "SSIM", lambda r: f"{r.ssim:.4f}"),
+        ("Avg. compressed image size (B)", "avg bytes", lambda r: f"{r.avg_bytes:.3f}"),
+        ("bpp", "bpp", lambda r: f"{r.bpp:.4f}"),
     ]
-    first = rows[0]
-    if not (first.encoder or first.decoder or first.entropy or first.quant):
-        columns.append(("Decode speedup", lambda r: _speedup(base_decode, r.decode_s)))
+    if not (base.encoder or base.decoder or base.entropy or base.quant):
+        columns.append(("Decode speedup", "decode speedup", lambda r: _speedup(base, r)))
     if all(r.nonzero_parameters is not None for r in rows):
-        columns.append(("Non-zero params", lambda r: _millions(r.nonzero_parameters)))
-    heads = [h for h, _ in columns]
-    cells = [[fmt(r) for _, fmt in columns] for r in rows]
+        columns.append(("Non-zero params", "non-zeros", lambda r: _millions(r.nonzero_parameters)))
+    heads = [short if style == "text" else title for title, short, _ in columns]
+    cells = [[fmt(r) for *_, fmt in columns] for r in rows]
     if style == "tsv":
         return "\n".join("\t".join(line) for line in [heads, *cells])
-    left = {"Method", "Quantization"}
+    left = {"Method", "Quantization", "method", "quant"}
     if style == "markdown":
         rule = [":---" if h in left else "---:" for h in heads]
         return "\n".join("| " + " | ".join(line) + " |" for line in [heads, rule, *cells])
@@ -373,7 +517,21 @@ def format_study_table(rows: Sequence[StudyRow], style: str = "text") -> str:
     return "\n".join(out + [line(c) for c in cells])
 
 
-def _speedup(base: float, value: float) -> str:
+def _ratio(base: float, value: float) -> float | None:
     if value <= 0 or base <= 0 or not math.isfinite(base / value):
+        return None
+    return base / value
+
+
+def _speedup(base: StudyRow, row: StudyRow) -> str:
+    """``base.decode_s / row.decode_s``, then the per-round range, e.g. ``1.49x (1.45-1.52)``."""
+    value = _ratio(base.decode_s, row.decode_s)
+    if value is None:
         return "-"
-    return f"{base / value:.2f}x"
+    text = f"{value:.2f}x"
+    b, r = base.decode_rounds, row.decode_rounds
+    if row is not base and b and r and len(b) == len(r) > 1:
+        per_round = [q for x, y in zip(b, r, strict=True) if (q := _ratio(x, y)) is not None]
+        if len(per_round) == len(r):
+            text += f" ({min(per_round):.2f}-{max(per_round):.2f})"
+    return text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +13,17 @@ import torch
 
 import imgcomp
 from imgcomp.cli import main
-from imgcomp.evaluate import evaluate
+from imgcomp.evaluate import RoundTripError, evaluate
 from imgcomp.images import save_png
 from imgcomp.study import (
     EXTENDED_GRID,
+    STRUCTURED_CONFIG,
     STRUCTURED_RECOVER_STEPS,
     STRUCTURED_ROUND_TO,
     STUDY_GRID,
     StudyConfig,
     StudyRow,
+    config_from_tags,
     format_study_table,
     get_grid,
     parse_case_id,
@@ -30,6 +33,7 @@ from imgcomp.study import (
 )
 
 TINY = {"pretrained": False, "N": 8, "M": 12, "seed": 0}
+SHORT = ("enc", "dec", "ent", "method", "quant", "enc+dec time", "SSIM", "avg bytes", "bpp")
 HEADERS = (
     "Encoder pruning ratio",
     "Decoder pruning ratio",
@@ -127,6 +131,10 @@ def test_times_and_sizes(study) -> None:
     for row in study:
         assert row.encode_s > 0 and row.decode_s > 0
         assert row.total_inference_s == row.encode_s + row.decode_s
+        assert len(row.encode_rounds) == len(row.decode_rounds) == 3  # the default repeats
+        assert all(t > 0 for t in row.encode_rounds + row.decode_rounds)
+        # per-call medians, summed: between the fastest and the slowest round's sum
+        assert min(row.decode_rounds) <= row.decode_s <= max(row.decode_rounds)
         assert row.parameters == study[0].parameters and row.macs == study[0].macs
         assert row.serialized_bytes > 0
     assert 0 < study[0].nonzero_parameters <= study[0].parameters  # some biases start at 0
@@ -136,11 +144,114 @@ def test_times_and_sizes(study) -> None:
 
 
 def test_repeats_keep_the_results(tiny) -> None:
-    rows = run_study(tiny, STUDY_GRID[:1], _images()[:1], repeats=3, warmup=False)
+    rows = run_study(tiny, STUDY_GRID[:1], _images()[:1], repeats=2, warmup=False)
     once = evaluate(tiny, _images()[:1])[0]
     assert rows[0].avg_bytes == once.bytes and rows[0].ssim == once.ssim
+    assert len(rows[0].decode_rounds) == 2
     with pytest.raises(imgcomp.ImgcompError, match="repeats"):
         run_study(tiny, STUDY_GRID[:1], _images(), repeats=0)
+    with pytest.raises(imgcomp.ImgcompError, match="warmup"):
+        run_study(tiny, STUDY_GRID[:1], _images(), warmup=-1)
+
+
+def test_rows_are_timed_interleaved_round_by_round(tiny, monkeypatch) -> None:
+    """Every timed round runs every configuration's encodes and decodes of every image."""
+    import imgcomp.study as study_module
+
+    real = study_module.time_side_by_side
+    seen = []
+
+    def spy(calls, rounds, warmup):
+        seen.append(({k: len(v) for k, v in calls.items()}, rounds, warmup))
+        return real(calls, rounds=rounds, warmup=warmup)
+
+    monkeypatch.setattr(study_module, "time_side_by_side", spy)
+    rounds, images = [], []
+    configs = STUDY_GRID[:3]
+    rows = run_study(
+        tiny,
+        configs,
+        _images(),
+        repeats=2,
+        warmup=1,
+        progress=lambda c, *a: images.append((c.label, *a)),
+        timing_progress=lambda *a: rounds.append(a),
+    )
+    every = {f"{v}/{op}": 2 for v in range(3) for op in ("encode", "decode")}
+    assert seen == [(every, 1, 0)] * 3  # one round per call: every encode and decode
+    for r, (calls, *_) in enumerate(seen):  # variant by variant, round r starting at variant r
+        order = [(r + k) % 3 for k in range(3)]
+        assert list(calls) == [f"{v}/{op}" for v in order for op in ("encode", "decode")]
+    assert rounds == [(1, 3), (2, 3), (3, 3)]
+    labels = [c.label for c in configs]
+    built = [(label, 0, 2) for label in labels]  # every codec is built before any measurement
+    assert images == built + [(label, i, 2) for label in labels for i in (1, 2)]
+    assert all(len(r.decode_rounds) == 2 for r in rows)
+
+
+def test_configurations_share_their_pruning(tiny, monkeypatch) -> None:
+    """structured and structured + quantization prune (and fine-tune) once."""
+    calls = []
+    real = imgcomp.prune
+    monkeypatch.setattr(imgcomp, "prune", lambda *a, **k: calls.append(k) or real(*a, **k))
+    slim = StudyConfig(0.3, 0.3, 0.3, method="structured", round_to=4)
+    rows = run_study(tiny, [StudyConfig(), slim, replace(slim, quant="w8")], _images()[:1])
+    assert len(calls) == 1 and rows[1].parameters == rows[2].parameters < rows[0].parameters
+    assert rows[2].quant == "w8" and rows[1].quant is None
+
+
+def test_data_reaches_the_ops(tiny, monkeypatch) -> None:
+    seen = {}
+    monkeypatch.setattr(
+        imgcomp, "prune", lambda codec, **k: (seen.setdefault("prune", k), codec)[1]
+    )
+    monkeypatch.setattr(imgcomp, "quantize", lambda c, m, **k: (seen.setdefault("quant", k), c)[1])
+    replace(STRUCTURED_CONFIG, quant="int8").apply(tiny, data="folder:/train")
+    assert seen["prune"]["data"] == "folder:/train" and seen["quant"] == {"data": "folder:/train"}
+    assert seen["prune"]["recover_steps"] == STRUCTURED_RECOVER_STEPS
+    seen.clear()
+    StudyConfig(decoder=0.3, quant="w8").apply(tiny)  # no data: the ops' defaults
+    assert "data" not in seen["prune"] and seen["quant"] == {}
+
+
+def test_repeated_encodes_must_give_the_same_bytes() -> None:
+    img = _images()[0][1]
+
+    class Drifting:
+        name = "drifting"
+        calls = 0
+
+        def encode(self, image):
+            self.calls += 1
+            return b"A" if self.calls <= 2 else b"B"  # the quality pass (and its check) see A
+
+        def decode(self, data):
+            return img
+
+    with pytest.raises(RoundTripError, match="repeated encodes gave other bytes"):
+        run_study(Drifting(), [StudyConfig()], [("x", img)], repeats=1, warmup=0)
+
+
+def test_config_from_tags() -> None:
+    l1 = config_from_tags("enc0.3,dec0,ent0.3:l1")
+    assert (l1.encoder, l1.decoder, l1.entropy, l1.method, l1.scope) == (0.3, 0, 0.3, "l1", "layer")
+    assert config_from_tags("enc0.5,dec0.5,ent0.5:l1-global").scope == "global"
+    assert config_from_tags("enc0.3,dec0.3,ent0.3:structured", "int8") == replace(
+        STRUCTURED_CONFIG, quant="int8"
+    )
+    assert (
+        config_from_tags(None, "bf16")
+        == config_from_tags("none", "bf16")
+        == StudyConfig(quant="bf16")
+    )
+    assert config_from_tags() == StudyConfig()
+    for config in EXTENDED_GRID:  # the grids' own tags read back as the grids' configurations
+        assert config_from_tags(config.prune_tag, config.quant) == config
+    for bad in ("enc0.3:l1", "enc0.3,dec0,ent0:magic", "enc0.3,dec0,ent0:l1-diagonal", "0.3"):
+        with pytest.raises(imgcomp.ImgcompError, match="cannot read the pruning tag"):
+            config_from_tags(bad)
+    with pytest.raises(imgcomp.ImgcompError, match="unknown quantization mode"):
+        config_from_tags(None, "int4")
 
 
 def test_classic_codecs_are_refused_before_work() -> None:
@@ -155,13 +266,43 @@ def test_text_table(study) -> None:
     text = format_study_table(study)
     lines = text.splitlines()
     assert len(lines) == 2 + len(study)
-    assert all(h in lines[0] for h in HEADERS)
+    assert lines[0].split()[:5] == list(SHORT[:5]) and all(h in lines[0] for h in SHORT)
     assert set(lines[1]) <= {"-", " "}
     assert re.search(r"\b\d\d:\d\d:\d\d\.\d\d\b", lines[2])
     assert f"{study[0].avg_bytes:.3f}" in lines[2] and f"{study[0].ssim:.4f}" in lines[2]
-    assert "1.00x" in lines[2] and "Decode speedup" in lines[0]
+    assert lines[2].split()[-2] == "1.00x" and "decode speedup" in lines[0]
+    # every other row: the speedup, then the lowest and highest per-round ratio
+    for row, line in zip(study[1:], lines[3:], strict=True):
+        m = re.search(r" (\d+\.\d\d)x \((\d+\.\d\d)-(\d+\.\d\d)\) ", line)
+        assert m, line
+        lo, hi = float(m[2]), float(m[3])
+        per_round = [b / r for b, r in zip(study[0].decode_rounds, row.decode_rounds, strict=True)]
+        assert (lo, hi) == (round(min(per_round), 2), round(max(per_round), 2))
+        assert float(m[1]) == round(study[0].decode_s / row.decode_s, 2)
     # without the unmodified model first, there is nothing to state a speedup against
-    assert "Decode speedup" not in format_study_table(study[1:]).splitlines()[0]
+    assert "decode speedup" not in format_study_table(study[1:]).splitlines()[0]
+
+
+def test_speedup_spread_and_width() -> None:
+    """The text table of the extended grid stays under 120 columns, spreads included."""
+    summary = {"images": 24, "encode_s": 0.1, "decode_s": 0.1, "ssim": 0.77, "psnr": 29.0}
+    summary |= {"bpp": 0.3171, "bytes": 15585.625}
+    rows = []
+    for i, config in enumerate(EXTENDED_GRID):
+        row = row_from_summary(config, {**summary, "decode_s": 0.1 / (1 + i)})
+        row.decode_rounds = [2.4 / (1 + i) * f for f in (1.0, 1.25, 0.8)]
+        row.nonzero_parameters = 1_764_000
+        rows.append(row)
+    rows[0].decode_rounds = [2.4, 2.4, 2.4]
+    lines = format_study_table(rows).splitlines()
+    assert max(map(len, lines)) < 120
+    assert lines[3].split()[-3:] == ["2.00x", "(1.60-2.50)", "1.764M"]
+    assert lines[-1].split()[-3:] == ["12.00x", "(9.60-15.00)", "1.764M"]
+    assert "(" not in lines[2]  # the reference row: no spread against itself
+    md = format_study_table(rows, style="markdown").splitlines()
+    assert "| 2.00x (1.60-2.50) |" in md[3] and all(h in md[0] for h in HEADERS)
+    rows[1].decode_rounds = None  # e.g. rebuilt from a summary: no per-round times
+    assert format_study_table(rows).splitlines()[3].split()[-2] == "2.00x"
 
 
 def test_markdown_and_tsv(study) -> None:
@@ -267,14 +408,43 @@ def test_cli_study(tmp_path: Path, capsys) -> None:
     for key, value in TINY.items():
         args += ["-p", f"{key}={json.dumps(value)}"]
     args += ["--images", "1", "--format", "tsv", "--threads", "1", "--json", str(out), "--quiet"]
-    assert main(args) == 0
+    assert main([*args, "--repeats", "2"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("# ") and "1 images, grid study" in lines[0]
+    assert "median of 2 interleaved rounds" in lines[0]
     assert lines[1].split("\t")[:3] == list(HEADERS[:3]) and len(lines) == 1 + 1 + 8 + 1
+    assert re.fullmatch(r"\d+\.\d\dx \(\d+\.\d\d-\d+\.\d\d\)", lines[3].split("\t")[-2])
     payload = json.loads(out.read_text())
     assert payload["grid"] == "study" and payload["images"] == ["noisy"]
+    assert payload["repeats"] == 2 and "interleaved" in payload["timing"]
     assert [r["label"] for r in payload["rows"]] == [c.label for c in STUDY_GRID]
     assert all(r["images"] == 1 and r["avg_bytes"] > 0 for r in payload["rows"])
+    assert all(len(r["decode_rounds"]) == 2 and r["decode_s"] > 0 for r in payload["rows"])
+
+
+def test_cli_study_passes_train_data(tmp_path: Path, monkeypatch, capsys) -> None:
+    import imgcomp.study as study_module
+
+    save_png(_images()[0][1], tmp_path / "a.png")
+    seen = {}
+
+    def fake(codec, configs, images, **options):
+        seen.update(options, configs=configs)
+        return [
+            row_from_summary(
+                StudyConfig(),
+                {"images": 1, "encode_s": 1.0, "decode_s": 1.0}
+                | {"ssim": 0.5, "psnr": 20.0, "bpp": 1.0, "bytes": 512.0},
+            )
+        ]
+
+    monkeypatch.setattr(study_module, "run_study", fake)
+    args = ["study", "--codec", "jpeg", "--dataset", f"folder:{tmp_path}", "--quiet"]
+    assert main([*args, "--train-data", "folder:/train", "--grid", "extended"]) == 0
+    assert seen["data"] == "folder:/train" and seen["repeats"] == 3  # the default rounds
+    assert seen["configs"] == EXTENDED_GRID  # the grid stays as it is
+    assert main([*args, "--repeats", "0"]) == 2
+    assert "--repeats must be at least 1" in capsys.readouterr().err
 
 
 def test_cli_study_errors(capsys) -> None:

@@ -1,0 +1,343 @@
+"""Saved codecs: a pruned / quantized learned codec in one safetensors file, and back.
+
+    imgcomp.save_codec(imgcomp.quantize(codec, "int8"), "fast.safetensors")
+    fast = imgcomp.load_codec("fast.safetensors")       # decodes the streams the original wrote
+
+The file holds the model's state dict as plain tensors (int8 FX graphs in the compact form of
+:mod:`imgcomp.ops.quant.state`: integer values plus scales) and, in the safetensors metadata,
+``format`` (:data:`SAVED_FORMAT`) and ``codec``, a JSON record: the registry ``name`` and
+``params`` of the base codec, the ``ops`` applied (``codec.ops``), the model ``config`` (arch,
+N, M after pruning), the stream ``fingerprint`` (hex) and the imgcomp version that wrote it.
+
+Loading rebuilds the structure and then loads the values: the architecture from ``config``,
+every layer's width from the saved weight shapes (structured pruning), the quantized transforms
+by re-applying each bf16 / int8 op to the rebuilt float model (int8 calibrated on one small
+synthetic image: the saved values then replace the calibrated ones). L1 pruning and wK change
+values only. The rebuilt codec's fingerprint must equal the saved one, else CheckpointError:
+a file whose tensors or record were edited never loads as a different model. Reading uses
+safetensors only (no pickle), and every failure is a CheckpointError.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from imgcomp.codecs.learned import LearnedCodec
+from imgcomp.errors import CheckpointError, ImgcompError
+from imgcomp.fsutil import atomic_path
+from imgcomp.nn.balle import BalleModel, build_model
+from imgcomp.nn.density import FactorizedDensity
+from imgcomp.nn.gdn import GDN
+
+__all__ = [
+    "LOAD_FORMAT",
+    "SAVED_FORMAT",
+    "is_saved_codec",
+    "load_saved_codec",
+    "read_record",
+    "save_codec",
+]
+
+#: The ``format`` metadata of a saved codec file.
+SAVED_FORMAT = "imgcomp.codec/1"
+#: ``imgcomp.load_codec(..., format=LOAD_FORMAT)`` names a saved codec file.
+LOAD_FORMAT = "imgcomp-codec"
+_RECORD = "codec"
+_QUANT_OPTIONS = ("deconv", "gdn", "float_activations")
+
+
+# -- op records --------------------------------------------------------------------------------
+def _quant_op(op: str) -> tuple[str, tuple[str, ...], dict[str, Any]] | None:
+    """(mode, components, options) of a ``quantize:MODE:COMPS[;k=v...]`` record, else None."""
+    if not op.startswith("quantize:"):
+        return None
+    head, *extras = op.split(";")
+    parts = head.split(":")
+    if len(parts) != 3 or not parts[1] or not parts[2]:
+        raise ImgcompError(f"cannot read the op record {op!r}")
+    options: dict[str, Any] = {}
+    for extra in extras:
+        key, sep, value = extra.partition("=")
+        if not sep or key not in _QUANT_OPTIONS:
+            raise ImgcompError(f"cannot rebuild the op {op!r}: unknown option {extra!r}")
+        try:
+            options[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            options[key] = value  # plain words (deconv=native) are written unquoted
+    return parts[1], tuple(parts[2].split("+")), options
+
+
+def _check_op(op: object) -> str:
+    """The op record if this module can rebuild it (pruning, quantization), else an error."""
+    if not isinstance(op, str):
+        raise ImgcompError(f"op records are strings, got {op!r}")
+    if op.startswith(("prune=", "prune-structured(")):
+        return op
+    quant = _quant_op(op)
+    if quant is None:
+        raise ImgcompError(f"cannot save or rebuild the op {op!r} (known: prune, quantize)")
+    from imgcomp.ops.quant.api import parse_mode
+
+    parse_mode(quant[0])
+    return op
+
+
+# -- saving ------------------------------------------------------------------------------------
+def save_codec(codec: LearnedCodec, path: str | os.PathLike[str]) -> Path:
+    """Write a learned codec (with its pruning / quantization ops) to ``path`` (safetensors)."""
+    from imgcomp import __version__
+
+    if not isinstance(codec, LearnedCodec):
+        raise ImgcompError(
+            f"only learned codecs can be saved; {getattr(codec, 'name', codec)!r} is not one "
+            "(a classic codec is rebuilt from its name and parameters)"
+        )
+    ops = [_check_op(op) for op in codec.ops]
+    record = {
+        "name": codec.name,
+        "params": codec.params,
+        "ops": ops,
+        "config": dict(codec.model.config),
+        "fingerprint": codec.fingerprint.hex(),
+        "imgcomp": __version__,
+    }
+    tensors = {
+        key: value.detach().to("cpu").clone(memory_format=torch.contiguous_format)
+        for key, value in codec.model.state_dict().items()
+    }
+    dest = Path(path)
+    with atomic_path(dest, suffix=".safetensors.tmp") as tmp:
+        save_file(
+            tensors, os.fspath(tmp), metadata={"format": SAVED_FORMAT, _RECORD: _dumps(record)}
+        )
+    return dest
+
+
+def _dumps(record: Mapping[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"))
+
+
+# -- reading -----------------------------------------------------------------------------------
+def _metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    where = os.fspath(path)
+    try:
+        with safe_open(where, framework="pt") as f:
+            return dict(f.metadata() or {})
+    except FileNotFoundError:
+        raise CheckpointError(f"no such file: {where!r}") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{where!r} is not a readable safetensors file: {exc}") from None
+
+
+def is_saved_codec(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a readable safetensors file written by :func:`save_codec`."""
+    try:
+        return _metadata(path).get("format") == SAVED_FORMAT
+    except CheckpointError:
+        return False
+
+
+def read_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON record of a saved codec file, checked for its fields (CheckpointError if not)."""
+    where = os.fspath(path)
+    meta = _metadata(path)
+    if meta.get("format") != SAVED_FORMAT:
+        hint = ""
+        if meta.get("format", "").startswith("imgcomp.weights/"):
+            hint = "; it is a weights file: load it with imgcomp.load_codec(NAME, PATH)"
+        raise CheckpointError(f"{where!r} is not a saved imgcomp codec{hint}")
+    try:
+        record = json.loads(meta[_RECORD])
+    except (KeyError, ValueError) as exc:
+        raise CheckpointError(f"{where!r}: unreadable codec record: {exc}") from None
+    _check_record(record, where)
+    return record
+
+
+def _check_record(record: object, where: str) -> None:
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{where!r}: bad codec record: {what}")
+
+    if not isinstance(record, dict):
+        raise bad("not a JSON object")
+    for key, kind in (("name", str), ("params", dict), ("ops", list), ("config", dict)):
+        if not isinstance(record.get(key), kind):
+            raise bad(f"{key!r} missing or not a {kind.__name__}")
+    scalar = (str, int, float, bool, type(None))
+    if not all(isinstance(k, str) and isinstance(v, scalar) for k, v in record["params"].items()):
+        raise bad("params must map names to numbers, strings or booleans")
+    fp = record.get("fingerprint")
+    if not isinstance(fp, str) or not re.fullmatch(r"[0-9a-f]{16}", fp):
+        raise bad("fingerprint must be 16 hex digits")
+    config = record["config"]
+    n, m = config.get("N"), config.get("M")
+    dims_ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n, m))
+    if not isinstance(config.get("arch"), str) or not dims_ok:
+        raise bad("config must give arch, N and M (positive integers)")
+    try:
+        for op in record["ops"]:
+            _check_op(op)
+    except ImgcompError as exc:
+        raise bad(str(exc)) from None
+
+
+# -- rebuilding --------------------------------------------------------------------------------
+def _fit(t: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """``t`` tiled then cropped to ``shape`` (same rank): plausible values for calibration."""
+    reps = [-(-s // d) for s, d in zip(shape, t.shape, strict=True)]
+    return t.repeat(*reps)[tuple(slice(0, s) for s in shape)].clone()
+
+
+def _weight_shape(saved: Mapping[str, Tensor], name: str, layer: nn.Module) -> tuple[int, int]:
+    """(in, out) channels of float layer ``name`` read from its saved weight, in whichever form
+    the ops left it: float, bf16 (``inner.``), int8 (``graph.``: integer values, sub-pixel
+    weights in their transposed-conv layout, or int8-stored weights of float layers)."""
+    attr, _, rest = name.partition(".")
+    candidates = [
+        f"{name}.weight",
+        f"{attr}.inner.{rest}.weight",
+        f"{attr}.graph.{rest}.weight",
+        f"{attr}.graph.{rest}.weight.int",
+        f"{attr}.graph.{rest}.conv.weight.int",
+        f"{attr}.graph.{rest}.weight_int8",
+    ]
+    found = [saved[k] for k in candidates if k in saved]
+    if len(found) != 1:
+        raise CheckpointError(f"found {len(found)} saved weights for layer {name}, expected 1")
+    shape = tuple(found[0].shape)
+    if len(shape) != 4 or shape[2:] != tuple(layer.kernel_size) or min(shape) < 1:
+        raise CheckpointError(f"saved weight of {name} has shape {list(shape)}")
+    return (shape[0], shape[1]) if isinstance(layer, nn.ConvTranspose2d) else (shape[1], shape[0])
+
+
+def _resize(model: BalleModel, saved: Mapping[str, Tensor]) -> None:
+    """Give every conv, GDN and density of ``model`` the channel counts of the saved state."""
+    for attr in ("g_a", "g_s", "h_a", "h_s"):
+        seq = getattr(model, attr, None)
+        if not isinstance(seq, nn.Sequential):
+            continue
+        width = None
+        for idx, layer in seq.named_children():
+            if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
+                cin, cout = _weight_shape(saved, f"{attr}.{idx}", layer)
+                w = layer.weight
+                shape = (cin, cout) if isinstance(layer, nn.ConvTranspose2d) else (cout, cin)
+                w.data = _fit(w.data, (*shape, *w.shape[2:]))
+                if layer.bias is not None:
+                    layer.bias.data = _fit(layer.bias.data, (cout,))
+                layer.in_channels, layer.out_channels = cin, cout
+                width = cout
+            elif isinstance(layer, GDN) and width is not None:
+                layer.beta.data = _fit(layer.beta.data, (width,))
+                layer.gamma.data = _fit(layer.gamma.data, (width, width))
+                layer.channels = width
+    for name, density in model.named_modules():
+        if isinstance(density, FactorizedDensity):
+            q = saved.get(f"{name}.quantiles")
+            if q is None or q.dim() != 3 or q.shape[0] < 1:
+                raise CheckpointError(f"no valid saved quantiles for {name}")
+            c = int(q.shape[0])
+            for p in density.parameters():
+                p.data = _fit(p.data, (c, *p.shape[1:]))
+            density.channels = c
+
+
+def _calibration_image() -> np.ndarray:
+    """One fixed 64 x 64 image: int8 graphs need a calibration pass to exist, not good ranges."""
+    y, x = np.mgrid[0:64, 0:64]
+    noise = np.random.default_rng(0).integers(0, 64, (64, 64, 3))
+    return (np.stack([x * 3, y * 3, (x + y) * 2], axis=-1) + noise).clip(0, 255).astype(np.uint8)
+
+
+def _replay(model: BalleModel, ops: list[str]) -> None:
+    """Re-apply the ops that replace modules (bf16, int8) to the rebuilt float model, in order."""
+    from imgcomp.ops.quant.api import quantize_model
+
+    for op in ops:
+        quant = _quant_op(op)
+        if quant is None:
+            continue  # pruning: the shapes were rebuilt, the values come from the file
+        mode, comps, options = quant
+        if mode == "int8":
+            quantize_model(model, mode, [_calibration_image()], comps, **options)
+        elif mode == "bf16":
+            quantize_model(model, mode, None, comps, **options)
+        # wK rounds weight values only: the saved values are already rounded
+
+
+def _load_values(model: BalleModel, saved: Mapping[str, Tensor]) -> None:
+    """Load the saved tensors into the rebuilt model; the keys must match, both ways."""
+    expected = list(model.state_dict())  # plain form, as saved
+
+    def some(keys: list[str]) -> str:
+        return ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+
+    problems = []
+    if missing := [k for k in expected if k not in saved]:
+        problems.append(f"missing {some(missing)}")
+    if unexpected := sorted(set(saved) - set(expected)):
+        problems.append(f"unexpected {some(unexpected)}")
+    if problems:
+        raise CheckpointError(
+            f"the saved tensors do not fit the model its ops rebuild: {'; '.join(problems)}"
+        )
+    model.load_state_dict(saved, strict=True)
+
+
+def load_saved_codec(path: str | os.PathLike[str], device: str = "cpu") -> LearnedCodec:
+    """The codec :func:`save_codec` wrote to ``path``; CheckpointError when the file is not one,
+    was edited, or does not rebuild into the model that was saved (fingerprint check)."""
+    from imgcomp.registry import canonical_name
+    from imgcomp.zoo import LEARNED
+
+    where = os.fspath(path)
+    record = read_record(path)
+    name, params, ops, config = (record[k] for k in ("name", "params", "ops", "config"))
+    try:
+        known = canonical_name(name) == name and name in LEARNED
+    except ImgcompError:
+        known = False
+    if not known:
+        raise CheckpointError(f"{where!r}: {name!r} is not a learned codec of this imgcomp")
+    if LEARNED[name] != config["arch"]:
+        raise CheckpointError(f"{where!r}: {name} is a {LEARNED[name]}, not {config['arch']}")
+    if torch.device(device).type != "cpu" and any(op.startswith("quantize:int8") for op in ops):
+        raise ImgcompError("int8 codecs run on the CPU; load this one with device='cpu'")
+    try:
+        saved = load_file(where)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot read the tensors of {where!r}: {exc}") from None
+    try:
+        with torch.random.fork_rng(devices=[]):  # the rebuild draws values; the caller keeps RNG
+            torch.manual_seed(0)
+            model = build_model(config["arch"], config["N"], config["M"])
+            _resize(model, saved)
+            model.eval()
+            _replay(model, ops)
+        _load_values(model, saved)
+        codec = LearnedCodec(model, name, params, device=device, ops=tuple(ops))
+        fingerprint = codec.fingerprint.hex()
+    except CheckpointError as exc:
+        raise CheckpointError(f"{where!r}: {exc}") from None
+    except Exception as exc:  # shapes or values that do not fit the rebuilt model
+        raise CheckpointError(
+            f"{where!r} does not rebuild into a codec: {type(exc).__name__}: {exc}"
+        ) from None
+    if fingerprint != record["fingerprint"]:
+        raise CheckpointError(
+            f"{where!r}: the rebuilt codec's fingerprint {fingerprint} is not the saved "
+            f"{record['fingerprint']}: the file was modified, or written by another imgcomp"
+        )
+    return codec
