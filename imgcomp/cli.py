@@ -313,7 +313,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from imgcomp.train import TrainConfig, default_data_dir, read_checkpoint, train
+    from imgcomp.train import TrainConfig, read_checkpoint, train
+    from imgcomp.trainsets import DEFAULT_SPEC, default_training_spec
 
     try:
         config = TrainConfig(
@@ -327,7 +328,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             lr=args.lr,
             aux_lr=args.aux_lr,
             seed=args.seed,
-            data=args.data or str(default_data_dir()),
+            data=args.data or default_training_spec(),
             out=args.out,
             device=args.device,
             amp=args.amp,
@@ -340,6 +341,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise ImgcompError(f"invalid training option: {exc}") from None
+    if config.data == DEFAULT_SPEC:
+        print(
+            f"imgcomp train: training on the {DEFAULT_SPEC} set (5 photos, offline): enough for a "
+            "smoke test, not for a codec; pass --data clic2020-train (downloaded once) or a folder",
+            file=sys.stderr,
+        )
     path = train(config)
     state = read_checkpoint(path)
     status = "finished" if state["finished"] else "stopped early (resume with the same command)"
@@ -425,7 +432,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--M", type=int, default=192, help="latent channels")
     p.add_argument("--lmbda", type=float, required=True, help="loss = lmbda*255^2*MSE + bpp")
     p.add_argument("--steps", type=int, default=100_000)
-    p.add_argument("--data", default=None, help="image folder (default: ../shared/data/train)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="training images: a folder, clic2020-train / div2k-train (downloaded once, "
+        "sha256-checked) or bundled (offline, 5 photos); default $IMGCOMP_TRAIN_DIR, else "
+        "bundled; never Kodak",
+    )
     p.add_argument("--out", required=True, help="run directory, e.g. runs/NAME")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--batch-size", type=int, default=16)

@@ -15,7 +15,6 @@ from imgcomp.train.config import (
     ARCH_ALIASES,
     RESUME_FREE_FIELDS,
     TrainConfig,
-    default_data_dir,
     resolve_arch,
     resume_mismatches,
 )
@@ -40,7 +39,6 @@ __all__ = [
     "PatchSampler",
     "TrainConfig",
     "data_fingerprint",
-    "default_data_dir",
     "export_weights",
     "fit_quantiles",
     "list_training_images",

@@ -19,7 +19,6 @@ __all__ = [
     "ARCH_ALIASES",
     "RESUME_FREE_FIELDS",
     "TrainConfig",
-    "default_data_dir",
     "resolve_arch",
     "resume_mismatches",
 ]
@@ -50,12 +49,6 @@ RESUME_FREE_FIELDS: frozenset[str] = frozenset(
         "progress",
     }
 )
-
-
-def default_data_dir() -> str:
-    """The default training-data spec: ``$IMGCOMP_TRAIN_DIR``, else the offline bundled set
-    (:func:`imgcomp.trainsets.default_training_spec`)."""
-    return default_training_spec()
 
 
 def resolve_arch(name: str) -> str:
