@@ -9,7 +9,7 @@ from itertools import pairwise
 import pytest
 
 from bench.matrix import default_base
-from imgcomp.ops.quant.precision import WEIGHT_BITS, weight_bits_table
+from imgcomp.precision import WEIGHT_BITS, weight_bits_table
 
 #: w8 may cost at most this much mean SSIM (the issue's target).
 W8_SSIM_DROP = 0.002

@@ -12,13 +12,13 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from imgcomp.errors import ImgcompError
 from imgcomp.evaluate import ImageResult
+from imgcomp.fsutil import atomic_write_text
 
 STORED_FIELDS = ("ssim", "bpp", "psnr", "ms_ssim", "bytes")
 _EPS = 1e-9
@@ -177,9 +177,4 @@ def _mean(values) -> float:
 
 
 def _atomic_write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n")

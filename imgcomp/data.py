@@ -19,7 +19,6 @@ import hashlib
 import http.client
 import importlib.resources
 import os
-import tempfile
 import urllib.request
 import warnings
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ from tqdm import tqdm
 
 from imgcomp import __version__
 from imgcomp.errors import ChecksumError, DatasetError
+from imgcomp.fsutil import atomic_path
 from imgcomp.images import load_image
 
 __all__ = [
@@ -319,16 +319,14 @@ def download_verified(
     desc: str | None = None,
     hint: str = _NO_NETWORK_HINT,
 ) -> None:
-    """Fetch url into dest atomically: temp file in dest's folder, at most ``max_bytes``, sha256
-    checked against ``expected`` (ChecksumError otherwise), then renamed into place; ``hint``
+    """Fetch url into dest atomically (:func:`imgcomp.fsutil.atomic_path`), at most ``max_bytes``,
+    sha256 checked against ``expected`` (ChecksumError otherwise) before the rename; ``hint``
     ends the message of a failed download (what to do without a network)."""
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.sha256()
-        size = 0
+    digest = hashlib.sha256()
+    size = 0
+    with atomic_path(dest, suffix=".part") as tmp:
         with (
-            os.fdopen(fd, "wb") as out,
+            open(tmp, "wb") as out,
             tqdm(
                 total=max_bytes,
                 desc=desc or dest.name,
@@ -350,14 +348,11 @@ def download_verified(
             except (OSError, http.client.HTTPException, ValueError) as e:
                 raise DatasetError(f"could not download {url}: {e}; {hint}") from e
         actual = digest.hexdigest()
-        if actual != expected:
+        if actual != expected:  # raised inside atomic_path: the download is removed
             raise ChecksumError(
                 f"downloaded {dest.name} from {url} has sha256 {actual}, expected {expected}; "
                 "refusing to use it"
             )
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _check_digest(path: Path, expected: str) -> None:

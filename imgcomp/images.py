@@ -28,12 +28,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from imgcomp.bitstream import MAX_PIXELS  # the largest H * W a codec input (a stream) may have
 from imgcomp.errors import ImageError
 
 __all__ = ["MAX_PIXELS", "load_image", "save_png", "to_rgb8", "validate_rgb8"]
-
-MAX_PIXELS = 2**28
-"""Largest H * W a codec input may have (validate_rgb8)."""
 
 _HINT = "use imgcomp.images.to_rgb8 (arrays) or imgcomp.images.load_image (files) to convert"
 
@@ -55,7 +53,7 @@ def validate_rgb8(img: object) -> np.ndarray:
     if h < 1 or w < 1:
         raise ImageError(f"image is empty (shape {img.shape}); height and width must be >= 1")
     if h * w > MAX_PIXELS:
-        raise ImageError(f"image too large: {h}x{w} = {h * w} pixels exceeds {MAX_PIXELS} (2**28)")
+        raise ImageError(f"image too large: {h}x{w} = {h * w} pixels exceeds {MAX_PIXELS}")
     return np.ascontiguousarray(img)
 
 

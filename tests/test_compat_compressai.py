@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 import torch
 
+from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.compat import convert_compressai_state_dict, load_compressai
 from imgcomp.compat.compressai import detect_arch
+from imgcomp.entropy import gaussian_pmf
 from imgcomp.errors import CheckpointError
 from imgcomp.nn import MeanScaleHyperprior, scale_table
 
@@ -185,11 +187,18 @@ def test_gaussian_conditional_tables(case):
     want = ref["update/gaussian_conditional.scale_table"]
     assert torch.equal(scale_table(), want)
     assert torch.equal(model.y_conditional.scale_table, want)
-    t = model.y_conditional.pmf_table()
-    assert np.array_equal(t.lo, ref["update/gaussian_conditional._offset"].numpy())
-    assert np.array_equal(t.length + 2, ref["update/gaussian_conditional._cdf_length"].numpy())
+    coder = LearnedCodec(model, arch).coders[1]  # the tables the codec's streams are coded with
+    key = "update/gaussian_conditional."
+    assert np.array_equal(-coder.radii, ref[key + "_offset"].numpy())
+    assert np.array_equal(2 * coder.radii + 3, ref[key + "_cdf_length"].numpy())
+    rows = [gaussian_pmf(float(s), coder.tail_mass)[0] for s in coder.scale_table]
+    lengths = np.array([len(row) - 1 for row in rows])
+    pmf = np.zeros((len(rows), int(lengths.max())))
+    for r, row in enumerate(rows):
+        pmf[r, : lengths[r]] = row[:-1]
+    tail = np.array([row[-1] for row in rows])
     cdf = ref["update/gaussian_conditional._quantized_cdf"]
-    _freq_check(t.pmf, t.tail_mass, t.length, cdf, "gaussian conditional")
+    _freq_check(pmf, tail, lengths, cdf, "gaussian conditional")
 
 
 # -- checkpoint layouts and refusals (factorized: the smallest) ----------------------------------

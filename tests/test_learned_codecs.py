@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +15,13 @@ from hypothesis import strategies as st
 import imgcomp
 from imgcomp.bitstream import StreamHeader, pack, unpack
 from imgcomp.codecs.learned import LearnedCodec
-from imgcomp.errors import BitstreamError, CheckpointError, CodecMismatchError, ImgcompError
+from imgcomp.errors import (
+    BitstreamError,
+    CheckpointError,
+    CodecMismatchError,
+    ImageError,
+    ImgcompError,
+)
 
 NAMES = ["factorized-prior", "scale-hyperprior", "mean-scale-hyperprior"]
 ALIASES = {
@@ -227,3 +237,48 @@ def test_index_checksum_mismatch_is_a_clear_error(name: str) -> None:
         codec.decode(forged)
     with pytest.raises(BitstreamError, match="must have 3 sections"):
         codec.decode(pack(header, sections[:2]))
+
+
+def test_read_only_images_encode_without_warnings() -> None:
+    """``np.asarray(PIL image)`` is read-only; torch warns (once per process) when it wraps such
+    an array, so this runs in a fresh interpreter and checks at the end that the warning had not
+    been used up (which would make the check vacuous)."""
+    script = textwrap.dedent(
+        """
+        import warnings
+
+        import numpy as np
+        import torch
+        from PIL import Image
+
+        import imgcomp
+
+        learned = imgcomp.create_codec("mbt2018-mean", pretrained=False, N=8, M=8)
+        classic = imgcomp.create_codec("jpeg", quality=75)
+        img = np.asarray(Image.new("RGB", (70, 50), (10, 200, 30)))
+        assert not img.flags.writeable
+        warnings.simplefilter("error")
+        for codec in (learned, classic):
+            data = codec.encode(img)
+            assert data == codec.encode(img.copy())
+            assert np.array_equal(codec.decode(data), imgcomp.decode_stream(data))
+        assert np.array_equal(learned.reconstruct(img), learned.decode(learned.encode(img)))
+        learned.estimated_bits(img)
+        try:
+            torch.from_numpy(img)
+        except UserWarning:
+            print("checked")
+        """
+    )
+    cmd = [sys.executable, "-c", script]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "checked", "torch's warning was used up before the check"
+
+
+@pytest.mark.parametrize("bad", [np.zeros((8, 8, 3)), np.zeros((8, 8), np.uint8), [[0, 0, 0]]])
+def test_reconstruct_and_estimate_validate_their_image(bad) -> None:
+    codec = _tiny("factorized-prior")
+    for method in (codec.encode, codec.reconstruct, codec.estimated_bits):
+        with pytest.raises(ImageError):
+            method(bad)

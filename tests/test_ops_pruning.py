@@ -4,6 +4,7 @@ bit for bit, absolute ratios compose, and a pruned codec still round-trips throu
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -16,8 +17,9 @@ from torch.nn.utils import prune as torch_prune
 import imgcomp
 from imgcomp.errors import CodecMismatchError, ImgcompError
 from imgcomp.nn.balle import build_model
-from imgcomp.ops.base import COMPONENTS, copy_model, derive
+from imgcomp.ops.base import COMPONENTS, check_ratio, copy_model, derive
 from imgcomp.ops.pruning import prunable_layers, prune_unstructured, sparsity
+from imgcomp.ops.structured import prune_structured
 
 PROPERTY = settings(deadline=None, max_examples=25)
 ratio_st = st.floats(0.0, 0.95, allow_nan=False)
@@ -227,6 +229,34 @@ def test_bad_arguments_are_clear_errors(ratios, scope, match) -> None:
     with pytest.raises(ImgcompError, match=match):
         prune_unstructured(model, ratios, scope=scope)
     assert all(_bits(v) == _bits(before[k]) for k, v in model.state_dict().items())
+
+
+GOOD_RATIOS = [0, 0.0, 0.3, 0.999, np.float32(0.25), np.float64(0.5), np.int64(0), Fraction(1, 4)]
+BAD_RATIOS = ["0.3", "half", b"0.3", True, False, np.bool_(False), None, [0.3], torch.tensor(0.3),
+              float("nan"), float("inf"), -0.1, -1e-300, 1, 1.0, 1.5]  # fmt: skip
+PRUNERS = {"l1": prune_unstructured, "structured": prune_structured}
+
+
+@pytest.mark.parametrize("value", BAD_RATIOS, ids=repr)
+def test_both_methods_refuse_the_same_ratios(value) -> None:
+    with pytest.raises(ImgcompError, match=r"number in \[0, 1\)"):
+        check_ratio("decoder", value)
+    codec = imgcomp.create_codec("bmshj2018-factorized", pretrained=False, N=8, M=8)
+    for method, prune in PRUNERS.items():
+        model = _model(0, arch="bmshj2018-factorized")
+        with pytest.raises(ImgcompError, match=r"number in \[0, 1\)"):
+            prune(model, {"decoder": value})
+        with pytest.raises(ImgcompError, match=r"number in \[0, 1\)"):
+            imgcomp.prune(codec, decoder=value, method=method)
+
+
+@pytest.mark.parametrize("value", GOOD_RATIOS, ids=repr)
+def test_both_methods_accept_the_same_ratios(value) -> None:
+    assert check_ratio("decoder", value) == float(value)
+    assert type(check_ratio("decoder", value)) is float
+    for prune in PRUNERS.values():
+        report = prune(_model(0, arch="bmshj2018-factorized"), {"decoder": value})
+        assert report.ratios == {"decoder": float(value)}
 
 
 def test_pruned_codec_round_trips_and_is_its_own_model() -> None:

@@ -17,16 +17,7 @@ import imgcomp
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import DatasetError, ImageError, ImgcompError
 from imgcomp.nn.gdn import GDN
-from imgcomp.ops.quant.int8 import QuantizedPixelShuffle
-from imgcomp.ops.quant.rewrite import (
-    ConvGDN,
-    SubpixelConvTranspose2d,
-    compact_subpixel_weight,
-    expand_subpixel_weight,
-    subpixel_geometry,
-)
-from imgcomp.ops.quant.weights import Int8WeightConv, fake_quantize_weight
-from imgcomp.ops.quantization import (
+from imgcomp.ops.quant import (
     Bf16Transform,
     Int8Transform,
     QuantReport,
@@ -36,6 +27,15 @@ from imgcomp.ops.quantization import (
     quantize_model,
     serialized_bytes,
 )
+from imgcomp.ops.quant.int8 import QuantizedPixelShuffle
+from imgcomp.ops.quant.rewrite import (
+    ConvGDN,
+    SubpixelConvTranspose2d,
+    compact_subpixel_weight,
+    expand_subpixel_weight,
+    subpixel_geometry,
+)
+from imgcomp.ops.quant.weights import Int8WeightConv, fake_quantize_weight
 
 ARCHS = ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean"]
 MODES = ["bf16", "int8", "w2", "w4", "w8"]
@@ -526,7 +526,7 @@ def test_int8_default_shrinks_the_whole_model(tiny_mbt, calib) -> None:
 
 def test_weight_bits_table_rows_are_real_evaluations(tiny_mbt) -> None:
     from imgcomp.evaluate import evaluate, summarize
-    from imgcomp.ops.quant.precision import weight_bits_table
+    from imgcomp.precision import weight_bits_table
 
     images = [("a", _smooth(64, 64, seed=1)), ("b", _smooth(64, 64, seed=2))]
     table = weight_bits_table(tiny_mbt, images, bits=(8, 2))

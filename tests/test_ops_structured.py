@@ -18,13 +18,7 @@ from imgcomp.nn.balle import BalleModel, FactorizedPrior, build_model
 from imgcomp.nn.density import FactorizedDensity
 from imgcomp.nn.gdn import GDN
 from imgcomp.ops.base import COMPONENTS, derive
-from imgcomp.ops.structured import (
-    channel_groups,
-    prune_codec_structured,
-    prune_structured,
-    recover,
-    structured_op,
-)
+from imgcomp.ops.structured import channel_groups, prune_structured, recover
 
 ARCHS = ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean"]
 CODECS = {
@@ -165,8 +159,7 @@ def test_round_to_names_the_op_and_rejects_nonsense() -> None:
     assert [m.out_channels for m in rounded.model.g_s[:-1:2]] == [8, 8, 8]  # 11 -> 8
     assert [m.out_channels for m in plain.model.g_s[:-1:2]] == [11, 11, 11]
     assert rounded.ops[-1].endswith(":round8") and rounded.fingerprint != plain.fingerprint
-    assert structured_op({"decoder": 0.3}, "l1", 8) == "prune-structured(l1;decoder=0.3;round_to=8)"
-    assert structured_op({"decoder": 0.3}, "l1", 1) == structured_op({"decoder": 0.3})
+    assert imgcomp.prune(base, decoder=0.3, method="structured", round_to=1).ops == plain.ops
     for bad in (0, -4, 2.5, True, "8"):
         with pytest.raises(ImgcompError, match="round_to"):
             imgcomp.prune(base, decoder=0.3, method="structured", round_to=bad)
@@ -319,13 +312,13 @@ def test_pruned_codec_round_trip_and_original_untouched(arch: str) -> None:
     codec = imgcomp.create_codec(CODECS[arch], pretrained=False, N=16, M=24)
     state = {k: v.clone() for k, v in codec.model.state_dict().items()}
     fingerprint = codec.fingerprint
-    ratios = {"encoder": 0.3, "decoder": 0.3, "entropy": 0.3}
-    pruned, report = prune_codec_structured(codec, ratios)
+    pruned = imgcomp.prune(codec, 0.3, 0.3, 0.3, method="structured")
+    report = pruned.op_report
     img = _image(70, 100)
     data = pruned.encode(img)
     assert np.array_equal(pruned.decode(data), pruned.reconstruct(img))
     assert pruned.model.M == 17 and report.params_after < report.params_before
-    assert pruned.ops == (structured_op(ratios),)
+    assert pruned.ops == ("prune=enc0.3,dec0.3,ent0.3:structured-l1",)
     assert pruned.fingerprint != fingerprint
     # the original codec is untouched and refuses the pruned model's streams
     assert codec.fingerprint == fingerprint and codec.ops == ()
@@ -337,9 +330,9 @@ def test_pruned_codec_round_trip_and_original_untouched(arch: str) -> None:
 
 
 def test_structured_op_records_ratios_and_importance() -> None:
-    assert structured_op({"decoder": 0.3, "encoder": 0.25}) == (
-        "prune-structured(l1;decoder=0.3,encoder=0.25)"
-    )
+    codec = imgcomp.create_codec("mean-scale-hyperprior", pretrained=False, N=8, M=12)
+    pruned = imgcomp.prune(codec, encoder=0.25, decoder=0.3, method="structured", importance="l2")
+    assert pruned.ops == ("prune=enc0.25,dec0.3,ent0:structured-l2",)
 
 
 # -- recovery ----------------------------------------------------------------------------------
@@ -347,7 +340,7 @@ def test_recover_fine_tunes_the_pruned_model(tmp_path) -> None:
     for i in range(2):
         Image.fromarray(_image(80, 96, seed=i)).save(tmp_path / f"img{i}.png")
     codec = imgcomp.create_codec("mean-scale-hyperprior", pretrained=False, N=8, M=12)
-    pruned, _ = prune_codec_structured(codec, {c: 0.5 for c in COMPONENTS})
+    pruned = imgcomp.prune(codec, 0.5, 0.5, 0.5, method="structured")
     model = pruned.model
     before = copy.deepcopy(model.state_dict())
     result = recover(
@@ -400,4 +393,4 @@ def test_bad_importance_and_non_models_are_refused() -> None:
     with pytest.raises(ImgcompError):
         prune_structured(torch.nn.Conv2d(3, 3, 1), {"decoder": 0.3})
     with pytest.raises(ImgcompError):
-        prune_codec_structured(imgcomp.create_codec("jpeg", quality=50), {"decoder": 0.3})
+        imgcomp.prune(imgcomp.create_codec("jpeg", quality=50), decoder=0.3, method="structured")

@@ -106,7 +106,7 @@ def test_default_follows_imgcomp_train_dir(isolated, tmp_path, monkeypatch) -> N
 
 
 def test_bundled_files_are_checked_against_their_digests(isolated, monkeypatch) -> None:
-    package, name, digest = BUNDLED[0]
+    package, name, _ = BUNDLED[0]
     monkeypatch.setattr(trainsets, "BUNDLED", ((package, name, "0" * 64), *BUNDLED[1:]))
     with pytest.raises(ChecksumError, match=name):
         load_training_set("bundled")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import math
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -175,11 +174,3 @@ class Jpeg2000Codec(PillowCodec):
             if target < 64:
                 break
         return data
-
-
-CLASSIC_CODECS: dict[str, Callable[..., PillowCodec]] = {
-    "jpeg": JpegCodec,
-    "webp": WebpCodec,
-    "jpeg2000": Jpeg2000Codec,
-    "avif": AvifCodec,
-}

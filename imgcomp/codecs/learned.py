@@ -24,6 +24,7 @@ from imgcomp.bitstream import ParamValue, StreamHeader
 from imgcomp.codecs.base import ContainerCodec
 from imgcomp.entropy import FactorizedCoder, GaussianCoder
 from imgcomp.errors import BitstreamError, CodecMismatchError
+from imgcomp.images import validate_rgb8
 from imgcomp.nn.balle import BalleModel, FactorizedPrior
 from imgcomp.nn.density import FactorizedDensity
 
@@ -87,19 +88,16 @@ class LearnedCodec(ContainerCodec):
             if isinstance(self.model, FactorizedPrior):
                 self._coders = (_factorized_coder(self.model.y_prior),)
             else:
-                table = self.model.y_conditional.scale_table.detach().cpu().double().numpy()
-                self._coders = (_factorized_coder(self.model.z_prior), GaussianCoder(table))
+                gc = self.model.y_conditional
+                table = gc.scale_table.detach().cpu().double().numpy()
+                y_coder = GaussianCoder(table, tail_mass=gc.tail_mass)
+                self._coders = (_factorized_coder(self.model.z_prior), y_coder)
         return self._coders
 
     # -- tensors -------------------------------------------------------------------------------
     def _to_input(self, img: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(img).permute(2, 0, 1)[None].to(self.device, torch.float32) / 255.0
-        f = self.model.downsampling_factor
-        h, w = img.shape[:2]
-        pad_h, pad_w = -h % f, -w % f
-        if pad_h or pad_w:
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        return x
+        """The model input of a validated image (:func:`model_input`)."""
+        return model_input(img, self.model.downsampling_factor, self.device)
 
     @staticmethod
     def _to_image(x_hat: torch.Tensor, h: int, w: int) -> np.ndarray:
@@ -119,13 +117,14 @@ class LearnedCodec(ContainerCodec):
     @torch.inference_mode()
     def reconstruct(self, img: np.ndarray) -> np.ndarray:
         """The model's own quantized reconstruction (no entropy coding): what decode must give."""
+        img = validate_rgb8(img)
         lat = self.model.quantize_latents(self._to_input(img))
         return self._to_image(self.model.synthesis(lat["y_hat"]), *img.shape[:2])
 
     @torch.inference_mode()
     def estimated_bits(self, img: np.ndarray) -> float:
         """The model's own rate estimate: sum of -log2 likelihoods of the quantized latents."""
-        lat = self.model.quantize_latents(self._to_input(img))
+        lat = self.model.quantize_latents(self._to_input(validate_rgb8(img)))
         return sum(
             float(-torch.log2(v.double()).sum())
             for k, v in lat.items()
@@ -173,6 +172,21 @@ class LearnedCodec(ContainerCodec):
             y_sym_t = torch.from_numpy(np.ascontiguousarray(y_sym))[None].to(self.device)
             x_hat = model.decode_symbols(y_sym_t, hyper.get("means"))
         return self._to_image(x_hat, header.height, header.width)
+
+
+def model_input(img: np.ndarray, factor: int, device: str | torch.device = "cpu") -> torch.Tensor:
+    """[1, 3, H', W'] float32 in [0, 1] of a uint8 HxWx3 image that ``validate_rgb8`` passed,
+    edge-padded (bottom / right) to multiples of ``factor``: what encoding and calibration feed
+    the model."""
+    # torch wraps a read-only array (np.asarray of a PIL image) only with a UserWarning; the
+    # conversion to float copies anyway, so such an array is converted in numpy instead
+    src = img if img.flags.writeable else img.astype(np.float32)
+    x = torch.from_numpy(src).permute(2, 0, 1)[None].to(device, torch.float32) / 255.0
+    h, w = img.shape[:2]
+    pad_h, pad_w = -h % factor, -w % factor
+    if pad_h or pad_w:
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+    return x
 
 
 def _index_check(indexes: np.ndarray) -> bytes:

@@ -205,9 +205,10 @@ class _Hyperprior(BalleModel):
 
         Keys: ``y``, ``z``, ``z_symbols`` (int32 ``round(z - median)``, coded with
         ``z_prior.pmf_table()``), ``z_hat``, ``z_likelihoods``, ``scales`` (unbounded h_s
-        output), ``means`` (mean-scale only), ``indexes`` (int32 scale-table level per element,
-        rows of ``y_conditional.pmf_table()``), ``y_symbols`` (int32 ``round(y - means)``, or
-        ``round(y)``), ``y_hat`` (``y_symbols + means``), ``y_likelihoods``.
+        output), ``means`` (mean-scale only), ``indexes`` (int32 scale-table level per element:
+        which table of ``GaussianCoder(y_conditional.scale_table)`` codes it), ``y_symbols``
+        (int32 ``round(y - means)``, or ``round(y)``), ``y_hat`` (``y_symbols + means``),
+        ``y_likelihoods``.
         """
         self.check_input(x)
         y = self.analysis(x)

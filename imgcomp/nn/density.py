@@ -2,8 +2,10 @@
 
 ``FactorizedDensity`` is Ballé et al. 2018's non-parametric per-channel cumulative (appendix 6.1);
 ``GaussianConditional`` is the discretised normal used by scale / mean-scale hyperpriors. Both
-give the probability of the unit interval around each value and expose ``pmf_table()``: the
-per-channel (or per-scale) integer support and symbol probabilities an entropy coder quantises.
+give the probability of the unit interval around each value. ``FactorizedDensity.pmf_table()``
+is the per-channel integer support and symbol probabilities an entropy coder quantises; the
+Gaussian's per-scale tables are :class:`imgcomp.entropy.GaussianCoder`'s, built from
+``scale_table`` and ``tail_mass``.
 """
 
 from __future__ import annotations
@@ -263,7 +265,8 @@ class GaussianConditional(nn.Module):
     """Discretised normal N(mean, scale) likelihood of latents given hyperprior scales (and means).
 
     Scales are lower-bounded at ``scale_bound`` (0.11). ``scale_table`` is the persistent buffer
-    of the coder's scale levels; :meth:`build_indexes` maps each scale to a level.
+    of the coder's scale levels (:class:`imgcomp.entropy.GaussianCoder` builds one table per
+    level); :meth:`build_indexes` maps each scale to a level.
     """
 
     def __init__(
@@ -354,26 +357,3 @@ class GaussianConditional(nn.Module):
         table = self.scale_table.to(s.dtype)
         idx = torch.searchsorted(table, s, right=False)
         return torch.clamp(idx, max=table.numel() - 1).to(torch.int32)
-
-    @torch.no_grad()
-    def pmf_table(self) -> PmfTable:
-        """Per scale level ``i``: symbols ``|s| <= c_i`` with ``c_i = ceil(scale_i * m)``.
-
-        ``m = -Phi^-1(tail_mass / 2)``; ``c_i`` is computed in float32 like CompressAI's
-        ``update()`` (``_offset = -c_i``, ``_cdf_length = 2 c_i + 3``). Probabilities are the
-        zero-mean discretised normal in float64; ``tail_mass = 2 * Phi((-0.5 - c_i) / scale_i)``.
-        """
-        mult = -float(torch.special.ndtri(torch.tensor(self.tail_mass / 2, dtype=torch.float64)))
-        table32 = self.scale_table.detach().to(torch.float32).cpu()
-        centers = torch.ceil(table32 * mult).to(torch.int64)
-        lengths = 2 * centers + 1
-        width = int(lengths.max())
-        k = torch.arange(width, dtype=torch.int64)
-        values = torch.abs(k[None, :] - centers[:, None]).to(torch.float64)
-        s = table32.to(torch.float64)[:, None]
-        pmf = _std_normal_cdf((0.5 - values) / s) - _std_normal_cdf((-0.5 - values) / s)
-        pmf = torch.where(k[None, :] < lengths[:, None], pmf, torch.zeros_like(pmf))
-        tail = 2.0 * _std_normal_cdf((-0.5 - centers.to(torch.float64)) / s[:, 0])
-        return PmfTable(
-            lo=(-centers).numpy(), hi=centers.numpy(), pmf=pmf.numpy(), tail_mass=tail.numpy()
-        )

@@ -22,7 +22,7 @@ import numpy as np
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
 from imgcomp.nn.determinism import single_cpu_thread
-from imgcomp.ops.base import copy_model, derive, require_learned
+from imgcomp.ops.base import check_ratios, copy_model, derive, require_learned
 from imgcomp.ops.profile import ModelProfile, format_profile, profile_model
 
 __all__ = ["METHODS", "ModelProfile", "format_profile", "profile", "prune", "quantize"]
@@ -59,7 +59,7 @@ def prune(
     ratio is at least the requested one (0.3 on 64 channels keeps 45, with ``round_to=8`` 40).
     """
     codec = require_learned(codec)
-    ratios = {"encoder": encoder, "decoder": decoder, "entropy": entropy}
+    ratios = check_ratios({"encoder": encoder, "decoder": decoder, "entropy": entropy})
     if method not in METHODS:
         raise ImgcompError(f"unknown pruning method {method!r}; use one of {METHODS}")
     if recover_steps and method != "structured":

@@ -8,6 +8,8 @@ pruned or quantized model refuses to decode with the original one, and vice vers
 from __future__ import annotations
 
 import copy
+import numbers
+from collections.abc import Mapping
 
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
@@ -40,3 +42,19 @@ def check_component(name: str) -> str:
     if name not in COMPONENTS:
         raise ImgcompError(f"unknown component {name!r}; components are {', '.join(COMPONENTS)}")
     return name
+
+
+def check_ratio(name: str, value: object) -> float:
+    """``value`` as a pruning ratio in [0, 1): a real number, not a string, bool or NaN."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not ok or not 0.0 <= float(value) < 1.0:  # NaN fails the comparison too
+        raise ImgcompError(f"pruning ratio of {name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_ratios(ratios: object) -> dict[str, float]:
+    """Component -> ratio as floats (:func:`check_component`, :func:`check_ratio`): the one
+    ratio check of every pruning method."""
+    if not isinstance(ratios, Mapping):
+        raise ImgcompError(f"ratios must map component names to ratios, got {ratios!r}")
+    return {check_component(name): check_ratio(name, r) for name, r in ratios.items()}

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from torch.nn.utils import prune as torch_prune
 
 from imgcomp.errors import ImgcompError
-from imgcomp.ops.base import COMPONENTS, check_component
+from imgcomp.ops.base import COMPONENTS, check_ratios
 
 __all__ = [
     "PRUNABLE",
@@ -160,22 +160,6 @@ def _prune_smallest(weights: list[Tensor], k: int) -> None:
             start += n
 
 
-def _check_ratios(ratios: Mapping[str, float]) -> dict[str, float]:
-    if not isinstance(ratios, Mapping):
-        raise ImgcompError(f"ratios must map component -> ratio, got {type(ratios).__name__}")
-    out = {}
-    for comp, r in ratios.items():
-        check_component(comp)
-        try:
-            r = float(r)
-        except (TypeError, ValueError):
-            raise ImgcompError(f"ratio for {comp} must be a number, got {r!r}") from None
-        if not 0.0 <= r < 1.0:
-            raise ImgcompError(f"ratio for {comp} must be in [0, 1), got {r}")
-        out[comp] = r
-    return out
-
-
 def prune_unstructured(
     model: nn.Module, ratios: Mapping[str, float], scope: str = "layer"
 ) -> PruneReport:
@@ -185,7 +169,7 @@ def prune_unstructured(
     not touched. ``scope``: ``"layer"`` (each layer reaches the ratio) or ``"global"`` (one
     ranking per component). Work on a copy (``imgcomp.ops.base.copy_model``), not a codec's model.
     """
-    targets = _check_ratios(ratios)
+    targets = check_ratios(ratios)
     if scope not in SCOPES:
         raise ImgcompError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     layers = prunable_layers(model)

@@ -51,13 +51,12 @@ import torch
 import torch_pruning as tp
 from torch import Tensor, nn
 
-from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
 from imgcomp.nn.balle import BalleModel, FactorizedPrior
 from imgcomp.nn.density import FactorizedDensity
 from imgcomp.nn.determinism import single_cpu_thread
 from imgcomp.nn.gdn import GDN
-from imgcomp.ops.base import COMPONENTS, check_component, copy_model, derive, require_learned
+from imgcomp.ops.base import COMPONENTS, check_ratios
 
 __all__ = [
     "IMPORTANCES",
@@ -71,10 +70,8 @@ __all__ = [
     "StructuredReport",
     "channel_groups",
     "check_round_to",
-    "prune_codec_structured",
     "prune_structured",
     "recover",
-    "structured_op",
 ]
 
 #: Importance criteria: norm (p) of each output channel's filter in the group's root layer, or
@@ -332,19 +329,6 @@ def _param_count(model: nn.Module) -> int:
 
 
 # -- pruning -----------------------------------------------------------------------------------
-def _check_ratios(ratios: Mapping[str, float]) -> dict[str, float]:
-    if not isinstance(ratios, Mapping):
-        raise ImgcompError(f"ratios must map component names to floats, got {ratios!r}")
-    out = {}
-    for name, r in ratios.items():
-        check_component(name)
-        ok = isinstance(r, (int, float)) and not isinstance(r, bool)
-        if not ok or not (0.0 <= float(r) < 1.0):
-            raise ImgcompError(f"pruning ratio of {name} must be a number in [0, 1), got {r!r}")
-        out[name] = float(r)
-    return out
-
-
 def _kept(channels: int, ratio: float, round_to: int | None = None) -> int:
     """Channels a group keeps: ``round((1 - ratio) * channels)`` (at least 1), then, with
     ``round_to``, rounded down to a multiple of it (torch-pruning's rule; a count already below
@@ -384,7 +368,7 @@ def prune_structured(
     """
     if not isinstance(model, BalleModel):
         raise ImgcompError(f"structured pruning needs a BalleModel, got {type(model).__name__}")
-    ratios = _check_ratios(ratios)
+    ratios = check_ratios(ratios)
     round_to = check_round_to(round_to)
     if importance not in IMPORTANCES:
         raise ImgcompError(f"unknown importance {importance!r}; use one of {sorted(IMPORTANCES)}")
@@ -483,30 +467,6 @@ def _update_config(model: BalleModel) -> None:
         model.N = max(int(m.out_channels) for m in (*model.g_a[:-1:2], *model.g_s[:-1:2]))
     else:
         model.N = int(model.h_a[-1].out_channels)
-
-
-def structured_op(
-    ratios: Mapping[str, float], importance: str = "l1", round_to: int | None = None
-) -> str:
-    """The op record of a structured pruning, e.g. ``prune-structured(l1;decoder=0.3)`` (with
-    ``;round_to=8`` appended when widths are rounded)."""
-    parts = ",".join(f"{k}={float(v):g}" for k, v in sorted(_check_ratios(ratios).items()))
-    rounded = check_round_to(round_to)
-    return f"prune-structured({importance};{parts}" + (f";round_to={rounded})" if rounded else ")")
-
-
-def prune_codec_structured(
-    codec: LearnedCodec,
-    ratios: Mapping[str, float],
-    importance: str = "l1",
-    calibration: Tensor | None = None,
-    round_to: int | None = None,
-) -> tuple[LearnedCodec, StructuredReport]:
-    """A new codec around a structurally pruned copy of ``codec``'s model (the original stays)."""
-    codec = require_learned(codec)
-    model = copy_model(codec)
-    report = prune_structured(model, ratios, importance, calibration, round_to)
-    return derive(codec, model, structured_op(ratios, importance, round_to)), report
 
 
 # -- recovery fine-tuning ----------------------------------------------------------------------

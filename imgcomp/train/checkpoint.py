@@ -7,7 +7,6 @@ objects (code) is refused with CheckpointError, as is a dict that lacks the expe
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +14,14 @@ import torch
 
 from imgcomp.checkpoints import load_plain
 from imgcomp.errors import CheckpointError
+from imgcomp.fsutil import atomic_path
 from imgcomp.train.config import TrainConfig
 
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_NAME",
     "read_checkpoint",
-    "replace_atomically",
     "resolve_checkpoint",
-    "temp_file_beside",
     "write_checkpoint",
 ]
 
@@ -50,38 +48,11 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
     return p / CHECKPOINT_NAME if p.is_dir() else p
 
 
-def temp_file_beside(dest: Path) -> Path:
-    """An empty new file next to ``dest`` (same file system, so ``os.replace`` is atomic)."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
-
-
-def replace_atomically(tmp: Path, dest: Path) -> Path:
-    """Give ``tmp`` the permissions of a normally created file (temporary files are owner-only),
-    then move it onto ``dest``."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, dest)
-    return dest
-
-
 def write_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
-    """``torch.save`` to a temporary file beside ``path``, then ``os.replace``: never torn."""
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_file_beside(dest)
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        replace_atomically(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return dest
+    """``torch.save`` to ``path`` atomically (:mod:`imgcomp.fsutil`): never torn."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
+    return Path(path)
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -17,14 +17,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from imgcomp.errors import CheckpointError
+from imgcomp.fsutil import atomic_path
 from imgcomp.nn.balle import BalleModel, build_model
 from imgcomp.nn.density import FactorizedDensity, GaussianConditional
-from imgcomp.train.checkpoint import (
-    read_checkpoint,
-    replace_atomically,
-    resolve_checkpoint,
-    temp_file_beside,
-)
+from imgcomp.train.checkpoint import read_checkpoint, resolve_checkpoint
 from imgcomp.train.config import resolve_arch
 
 __all__ = ["WEIGHTS_FORMAT", "export_weights", "fit_quantiles", "load_weights", "read_metadata"]
@@ -124,16 +120,9 @@ def export_weights(
                 raise CheckpointError(f"{key} does not fit in float16; export without --half")
         tensors[key] = t.contiguous()
     metadata["dtype"] = "float16" if half else "float32"
-    dest = Path(out_path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_file_beside(dest)
-    try:
+    with atomic_path(out_path) as tmp:
         save_file(tensors, os.fspath(tmp), metadata=metadata)
-        replace_atomically(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return dest
+    return Path(out_path)
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:

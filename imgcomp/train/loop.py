@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from imgcomp.errors import CheckpointError, ImgcompError
+from imgcomp.fsutil import atomic_write_text
 from imgcomp.nn.balle import BalleModel, build_model
 from imgcomp.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -261,7 +262,7 @@ def _truncate_log(path: Path, step: int) -> None:
                 keep.append(line)
         except (ValueError, AttributeError):
             continue
-    path.write_text("".join(x + "\n" for x in keep), encoding="utf-8")
+    atomic_write_text(path, "".join(x + "\n" for x in keep))
 
 
 class _SignalFlag:

@@ -2,7 +2,7 @@
 
 ``quantize_model`` / ``quantize_codec`` (:mod:`.api`) dispatch to :mod:`.bf16`, :mod:`.int8`
 (with :mod:`.rewrite` and :mod:`.state`) and :mod:`.weights`; :mod:`.calibration` draws the
-int8 calibration crops; ``python -m imgcomp.ops.quant.measure`` measures every mode on Kodak.
+int8 calibration crops; ``scripts/measure_quant.py`` measures every mode on Kodak.
 """
 
 from imgcomp.ops.quant.api import (

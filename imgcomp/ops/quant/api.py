@@ -25,6 +25,7 @@ from imgcomp.ops.quant.int8 import (
 )
 from imgcomp.ops.quant.report import LayerInfo, QuantReport, serialized_bytes
 from imgcomp.ops.quant.weights import (
+    WEIGHT_BITS,
     check_bits,
     conv_layers,
     fake_quantize_weight,
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 #: Modes :func:`quantize_model` accepts.
-MODES = ("bf16", "int8", *(f"w{k}" for k in range(2, 9)))
+MODES = ("bf16", "int8", *(f"w{k}" for k in sorted(WEIGHT_BITS)))
 #: Every component by default: the whole model shrinks (int8: about a quarter of float32).
 DEFAULT_COMPONENTS = ("encoder", "decoder", "entropy")
 
@@ -56,7 +57,7 @@ def parse_mode(mode: object) -> tuple[str, int | None]:
         if mode in ("bf16", "int8"):
             return mode, None
         m = re.fullmatch(r"w(\d)", mode)
-        if m and 2 <= int(m.group(1)) <= 8:
+        if m and int(m.group(1)) in WEIGHT_BITS:
             return "w", int(m.group(1))
     raise ImgcompError(f"unknown quantization mode {mode!r}; modes are {', '.join(MODES)}")
 
@@ -148,7 +149,7 @@ def quantize_model(
         if calibration is None or len(calibration) == 0:
             raise ImgcompError(
                 "int8 needs calibration images (uint8 HxWx3 training crops); "
-                "see imgcomp.ops.quantization.calibration_images()"
+                "see imgcomp.ops.quant.calibration_images()"
             )
         if any(p.device.type != "cpu" for p in model.parameters()):
             raise ImgcompError("int8 quantization runs on the CPU; move the model there first")

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imgcomp.codecs.learned import model_input
 from imgcomp.errors import ImgcompError
 from imgcomp.images import validate_rgb8
 from imgcomp.nn.balle import BalleModel
@@ -51,13 +51,7 @@ def calibration_images(
 
 def image_tensor(img: np.ndarray, factor: int) -> Tensor:
     """[1, 3, H', W'] float32 in [0, 1], edge-padded to multiples of ``factor`` (as codecs do)."""
-    img = validate_rgb8(img)
-    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255.0
-    h, w = img.shape[:2]
-    pad_h, pad_w = -h % factor, -w % factor
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-    return x
+    return model_input(validate_rgb8(img), factor)
 
 
 def capture_inputs(

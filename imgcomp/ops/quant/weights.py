@@ -29,16 +29,17 @@ __all__ = [
     "quantize_weight",
 ]
 
-#: Bit widths the wK modes accept.
-WEIGHT_BITS = range(2, 9)
+#: Bit widths the wK modes accept, most precise first (the precision study's rows).
+WEIGHT_BITS = tuple(range(8, 1, -1))
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 
 
 def check_bits(bits: object) -> int:
-    """Validate a weight bit width (2..8)."""
+    """Validate a weight bit width (one of :data:`WEIGHT_BITS`: 2..8)."""
     if isinstance(bits, bool) or not isinstance(bits, int) or bits not in WEIGHT_BITS:
-        raise ImgcompError(f"weight bits must be an integer in 2..8, got {bits!r}")
+        lo, hi = min(WEIGHT_BITS), max(WEIGHT_BITS)
+        raise ImgcompError(f"weight bits must be an integer in {lo}..{hi}, got {bits!r}")
     return bits
 
 

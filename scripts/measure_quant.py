@@ -2,7 +2,7 @@
 
 Run (from the repository root)::
 
-    IMGCOMP_KODAK_DIR=../shared/data/kodak python -m imgcomp.ops.quant.measure \\
+    IMGCOMP_KODAK_DIR=../shared/data/kodak python scripts/measure_quant.py \\
         [--images 4] [--threads 2] [--repeats 5] [--json out.json] [--no-large]
 
 Variants run interleaved (each repeat times every variant on every image in turn), so load from
@@ -31,12 +31,13 @@ from torch import Tensor, nn
 import imgcomp
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.data import load_dataset
+from imgcomp.fsutil import atomic_write_text
 from imgcomp.metrics import bpp as bits_per_pixel
 from imgcomp.metrics import ssim
 from imgcomp.ops.base import copy_model, derive
 from imgcomp.ops.quant.api import quantize_codec
 from imgcomp.ops.quant.calibration import calibration_images
-from imgcomp.ops.quant.precision import weight_bits_table
+from imgcomp.precision import weight_bits_table
 from imgcomp.timing import time_side_by_side
 
 
@@ -259,8 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         results["large"] = _large(args, images, calib)
     results["engine"] = torch.backends.quantized.engine
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        atomic_write_text(args.json, json.dumps(results, indent=2))
     return 0
 
 

@@ -9,11 +9,9 @@ import numpy as np
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.evaluate import evaluate, summarize
 from imgcomp.ops.quant.api import quantize_codec
+from imgcomp.ops.quant.weights import WEIGHT_BITS
 
 __all__ = ["WEIGHT_BITS", "weight_bits_table"]
-
-#: Weight precisions of the study, most precise first.
-WEIGHT_BITS = tuple(range(8, 1, -1))
 
 
 def weight_bits_table(
