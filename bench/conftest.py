@@ -66,23 +66,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     spec = config.getoption("--dataset")
     try:
         load_dataset(spec)
-    except DatasetError as exc:
+    except DatasetError as exc:  # raised as a usage error: pytest prints it once, exit 4
         fix = (
             "set IMGCOMP_KODAK_DIR to a folder holding kodim01.png..kodim24.png, or run offline "
             "on the bundled photos: pytest bench --dataset sample"
+            if spec.strip().lower() == "kodak"
+            else "--dataset takes kodak, sample or folder:PATH"
         )
-        pytest.exit(f"imgcomp bench: cannot load --dataset {spec}: {exc}\nfix: {fix}", 4)
+        raise pytest.UsageError(
+            f"imgcomp bench: cannot load --dataset {spec}: {exc}\nfix: {fix}"
+        ) from None
     train = config.getoption("--train-data")
     try:
         from imgcomp.trainsets import load_training_set
 
         load_training_set(train)
     except DatasetError as exc:
-        pytest.exit(
+        raise pytest.UsageError(
             f"imgcomp bench: cannot load --train-data {train}: {exc}\n"
-            "fix: pass --train-data bundled (offline, what the baselines use) or a folder",
-            4,
-        )
+            "fix: pass --train-data bundled (offline, what the baselines use) or a folder"
+        ) from None
     for name in ("--timing-images", "--verify-images"):
         _count_option(config, name)  # a bad value stops here too
 

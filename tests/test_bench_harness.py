@@ -1,0 +1,96 @@
+"""The benchmark harness as a user meets it: case selection by id, the plan said at the start,
+one clear stop when data is missing, the matrices' sizes. Collection only: nothing is timed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.cases import all_cases
+from bench.plan import Plan, matches
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_bench(*args: str, env_extra: dict[str, str] | None = None, tmp_path: Path | None = None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "IMGCOMP_"))}
+    if tmp_path is not None:
+        env["IMGCOMP_CACHE_DIR"] = str(tmp_path / "cache")
+    env.update(env_extra or {})
+    cmd = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-n", "0", *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_matches_takes_ids_as_printed_and_wildcards() -> None:
+    cid = "mbt2018-mean-q3/prune=enc0.3,dec0.3,ent0.3:structured/quant=int8"
+    assert matches(cid, [cid])
+    assert matches(cid, ["mbt2018-mean-q3/prune=*:structured/*"])
+    assert not matches(cid, ["mbt2018-mean-q3"])
+    assert not matches("mbt2018-mean-q3", ["mbt2018-mean-q3/*"])
+
+
+def test_default_matrix_is_a_first_run_and_study_full_grow() -> None:
+    default = [c.id for c in all_cases("default")]
+    study = [c.id for c in all_cases("study")]
+    full = [c.id for c in all_cases("full")]
+    assert len(default) == 11
+    assert "mbt2018-mean-q3/prune=enc0.3,dec0.3,ent0.3:structured/quant=int8" in default
+    assert "mbt2018-mean-q3/prune=none/quant=int8" in default
+    assert not any(c.startswith("mbt2018-mean-q5") for c in default)
+    assert set(default) < set(study) < set(full)
+    assert len(full) == 259
+    with pytest.raises(ValueError, match="default, study, full"):
+        all_cases("everything")
+
+
+def test_plan_estimate_grows_with_work_and_divides_by_workers() -> None:
+    ids = ("jpeg-q75", "mbt2018-mean-q3", "mbt2018-mean-q3/prune=enc0.3,dec0.3,ent0.3:structured")
+    one = Plan(ids, (), speedups=False, precision=False, images=24, timing_images=4)
+    more = Plan(ids, ids, speedups=True, precision=False, images=24, timing_images=4)
+    two = Plan(ids, (), speedups=False, precision=False, images=24, timing_images=4, workers=2)
+    assert 0 < two.seconds() < one.seconds() < more.seconds()
+    assert one.describe().startswith("imgcomp bench: 3 cases on 24 images")
+    assert "latency tests on 4" in more.describe() and "speed-up targets" in more.describe()
+
+
+def test_case_option_selects_by_id_and_says_the_plan(tmp_path: Path) -> None:
+    cid = "mbt2018-mean-q3/prune=none/quant=int8"
+    run = run_bench("--co", "-q", "--dataset", "sample", "--case", cid, tmp_path=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    selected = [line for line in run.stdout.splitlines() if "::" in line]
+    assert selected and all(line.endswith(f"[{cid}]") for line in selected), selected
+    assert {line.split("::")[1].split("[")[0] for line in selected} == {
+        "test_encode_latency",
+        "test_decode_latency",
+        "test_quality",
+        "test_rate_matches_model_estimate",
+    }
+    assert "imgcomp bench: 1 cases on 4 images" in run.stdout
+
+
+def test_case_option_that_matches_nothing_is_an_error(tmp_path: Path) -> None:
+    run = run_bench("--co", "-q", "--dataset", "sample", "--case", "nope-q9", tmp_path=tmp_path)
+    assert run.returncode == 4
+    assert "matches no case" in run.stdout + run.stderr
+
+
+def test_missing_data_stops_the_run_once_with_the_fix(tmp_path: Path) -> None:
+    missing = tmp_path / "no-kodak"
+    run = run_bench("-m", "quick", env_extra={"IMGCOMP_KODAK_DIR": str(missing)}, tmp_path=tmp_path)
+    out = run.stdout + run.stderr
+    assert run.returncode == 4, out
+    assert out.count("cannot load --dataset kodak") == 1, out
+    assert "--dataset sample" in out and "IMGCOMP_KODAK_DIR" in out
+    assert "Traceback" not in out and len(out.splitlines()) < 40
+
+
+def test_bad_training_data_stops_the_run_once(tmp_path: Path) -> None:
+    run = run_bench(
+        "--co", "--dataset", "sample", "--train-data", str(tmp_path / "none"), tmp_path=tmp_path
+    )
+    out = run.stdout + run.stderr
+    assert run.returncode == 4 and out.count("cannot load --train-data") == 1, out
