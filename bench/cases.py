@@ -13,36 +13,20 @@ learned case crossed with every op).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-
-from imgcomp.baselines import Tolerance
-from imgcomp.codecs.base import Codec
+from bench.case import BASELINE_TRAIN_DATA, DEFAULT_BASE, MATRICES, Case, learned_cases
 from imgcomp.registry import create_codec
 
-#: Training data (a spec of :func:`imgcomp.trainsets.load_training_set`) the committed baselines
-#: were made with: the offline bundled set, so they reproduce on any machine.
-BASELINE_TRAIN_DATA = "bundled"
-
-
-@dataclass(frozen=True)
-class Case:
-    """One row of the matrix: how to build the codec, how strictly to gate it, how to select it.
-
-    ``factory(device, train_data)`` builds the codec; ``train_data`` is the training-data spec
-    ops calibrate and fine-tune on. ``default``: part of the default matrix.
-    """
-
-    id: str
-    family: str
-    factory: Callable[[str, str], Codec] = field(compare=False)
-    tolerance: Tolerance = field(default_factory=Tolerance)
-    quick: bool = False
-    slow: bool = False
-    default: bool = False
-
-    def build(self, device: str = "cpu", train_data: str = BASELINE_TRAIN_DATA) -> Codec:
-        return self.factory(device, train_data)
+# Re-exported: bench files and tests import the case type and the learned cases from here.
+__all__ = [
+    "BASELINE_TRAIN_DATA",
+    "DEFAULT_BASE",
+    "MATRICES",
+    "Case",
+    "all_cases",
+    "classic_cases",
+    "learned_cases",
+    "matrix_learned_cases",
+]
 
 
 def _classic(name: str, quick: bool = False, default: bool = False, **params) -> Case:
@@ -73,35 +57,6 @@ def classic_cases() -> list[Case]:
     ]
 
 
-def learned_cases() -> list[Case]:
-    """Every shipped learned model at every shipped quality (the middle one, rounded down, is
-    quick: quality 3, the op matrix's base and the default matrix's learned case)."""
-    from imgcomp.zoo import LEARNED, shipped_qualities
-
-    cases = []
-    for name, alias in LEARNED.items():
-        qualities = shipped_qualities(name)
-        for q in qualities:
-            cases.append(
-                Case(
-                    id=f"{alias}-q{q}",
-                    family=alias,
-                    factory=lambda device, train_data, name=name, q=q: create_codec(
-                        name, quality=q, device=device
-                    ),
-                    quick=q == qualities[(len(qualities) - 1) // 2],
-                    default=f"{alias}-q{q}" == DEFAULT_BASE,
-                )
-            )
-    return cases
-
-
-#: Base case of the default and study matrices (the shipped mean-scale model the study-style
-#: table uses).
-DEFAULT_BASE = "mbt2018-mean-q3"
-MATRICES = ("default", "study", "full")
-
-
 def matrix_learned_cases(matrix: str = "default") -> list[Case]:
     """The plain learned cases of ``matrix`` (default: only the study's model)."""
     learned = learned_cases()
@@ -110,7 +65,7 @@ def matrix_learned_cases(matrix: str = "default") -> list[Case]:
 
 def all_cases(matrix: str = "default") -> list[Case]:
     """Every case of the matrix, in report order (``matrix``: default, study or full)."""
-    from bench.matrix import op_cases
+    from bench.matrix import op_cases  # one way only (matrix imports bench.case); imports torch
 
     if matrix not in MATRICES:
         raise ValueError(f"--matrix must be one of {', '.join(MATRICES)}, not {matrix!r}")

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import imgcomp
-from bench.cases import DEFAULT_BASE, Case, learned_cases
+from bench.case import DEFAULT_BASE, Case, learned_cases
 from imgcomp import study
 from imgcomp.codecs.base import Codec
+from imgcomp.ops.config import quant_config
 from imgcomp.study import StudyConfig
 
 
@@ -37,7 +38,9 @@ def _prune(config: StudyConfig) -> OpSpec:
 
 
 def _quant(mode: str) -> OpSpec:
-    return OpSpec(mode, lambda codec, data: imgcomp.quantize(codec, mode, data=data))
+    """The quantization a mode names, tagged by its op config."""
+    config = quant_config(mode)
+    return OpSpec(config.tag, lambda codec, data: imgcomp.quantize(codec, config, data=data))
 
 
 #: The study's grid: encoder / decoder / entropy-model ratios in {0, 0.3}, L1 unstructured.

@@ -14,13 +14,12 @@ from imgcomp.errors import (
     UnknownCodecError,
 )
 from imgcomp.registry import create_codec, decode_stream, list_codecs, register_codec
+from imgcomp.version import __version__
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from imgcomp.codecs.learned import LearnedCodec
-
-__version__ = "0.1.0"
 
 
 def load_codec(
@@ -77,14 +76,16 @@ def save_codec(codec: "LearnedCodec", path: str | _os.PathLike[str]) -> "Path":
 
 
 def prune(codec, encoder=0.0, decoder=0.0, entropy=0.0, **options):
-    """Prune a learned codec per component; see :func:`imgcomp.ops.prune`."""
+    """Prune a learned codec per component (``prune(codec, L1Prune({...}))`` or the keyword
+    form); see :func:`imgcomp.ops.prune`."""
     from imgcomp.ops import prune as _prune
 
     return _prune(codec, encoder, decoder, entropy, **options)
 
 
-def quantize(codec, mode: str, **options):
-    """Quantize a learned codec (bf16, int8, w2..w8); see :func:`imgcomp.ops.quantize`."""
+def quantize(codec, mode, **options):
+    """Quantize a learned codec (a config: Bf16(), Int8(), WeightOnly(bits); or bf16, int8,
+    w2..w8); see :func:`imgcomp.ops.quantize`."""
     from imgcomp.ops import quantize as _quantize
 
     return _quantize(codec, mode, **options)
@@ -97,7 +98,21 @@ def profile(codec, **options):
     return _profile(codec, **options)
 
 
+#: The op configs, imported on first use (importing them imports torch).
+_OP_CONFIGS = ("Bf16", "Int8", "L1Prune", "StructuredPrune", "WeightOnly")
+
+
+def __getattr__(name: str):
+    """The op configs of :mod:`imgcomp.ops.config`, loaded lazily."""
+    if name in _OP_CONFIGS:
+        from imgcomp.ops import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module 'imgcomp' has no attribute {name!r}")
+
+
 __all__ = [
+    "Bf16",
     "BitstreamError",
     "CheckpointError",
     "ChecksumError",
@@ -105,7 +120,11 @@ __all__ = [
     "DatasetError",
     "ImageError",
     "ImgcompError",
+    "Int8",
+    "L1Prune",
+    "StructuredPrune",
     "UnknownCodecError",
+    "WeightOnly",
     "__version__",
     "create_codec",
     "decode_stream",

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from imgcomp import __version__
 from imgcomp.errors import ChecksumError, DatasetError
 from imgcomp.fsutil import atomic_path
 from imgcomp.images import load_image
+from imgcomp.version import __version__
 
 __all__ = [
     "IMAGE_SUFFIXES",

@@ -1,7 +1,14 @@
-"""Codec registry: every codec is created by name, like timm's ``create_model``."""
+"""Codec registry: every codec is created by name, like timm's ``create_model``.
+
+This module imports no codec: codec modules import it to register themselves
+(:func:`register_codec`), and the lookups load the built-in ones at first use by importing
+:mod:`imgcomp.builtin` by name, so ``import imgcomp`` stays cheap (no torch) and the registry
+sits below every codec in the import graph (no cycle through it).
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -11,10 +18,14 @@ import numpy as np
 from imgcomp.bitstream import read_header
 from imgcomp.errors import ImgcompError, UnknownCodecError
 
-if TYPE_CHECKING:  # imgcomp.codecs imports this module to register its codecs
+if TYPE_CHECKING:  # codec modules import this one to register: only the type, never the module
     from imgcomp.codecs.base import Codec
 
 F = TypeVar("F", bound=Callable[..., "Codec"])
+
+#: The module whose import registers the built-in codecs (see :mod:`imgcomp.builtin`). Loaded by
+#: name, so the registry never depends on what registers into it.
+BUILTIN_MODULE = "imgcomp.builtin"
 
 _FACTORIES: dict[str, Callable[..., Codec]] = {}
 _ALIASES: dict[str, str] = {}
@@ -36,8 +47,8 @@ def register_codec(name: str, *aliases: str) -> Callable[[F], F]:
 
 
 def _ensure_builtin_codecs() -> None:
-    # Importing the codec modules runs their @register_codec decorators.
-    import imgcomp.codecs  # noqa: F401
+    """Register the built-in codecs once (the first lookup imports :mod:`imgcomp.builtin`)."""
+    importlib.import_module(BUILTIN_MODULE)  # cached in sys.modules after the first call
 
 
 def canonical_name(name: str) -> str:

@@ -20,7 +20,6 @@ safetensors only (no pickle), and every failure is a CheckpointError.
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -40,6 +39,7 @@ from imgcomp.fsutil import atomic_path
 from imgcomp.nn.balle import BalleModel, build_model
 from imgcomp.nn.density import FactorizedDensity
 from imgcomp.nn.gdn import GDN
+from imgcomp.ops.config import Bf16, Int8, OpConfig, parse_record
 
 __all__ = [
     "LOAD_FORMAT",
@@ -55,49 +55,33 @@ SAVED_FORMAT = "imgcomp.codec/1"
 #: ``imgcomp.load_codec(..., format=LOAD_FORMAT)`` names a saved codec file.
 LOAD_FORMAT = "imgcomp-codec"
 _RECORD = "codec"
-_QUANT_OPTIONS = ("deconv", "gdn", "float_activations")
 
 
 # -- op records --------------------------------------------------------------------------------
-def _quant_op(op: str) -> tuple[str, tuple[str, ...], dict[str, Any]] | None:
-    """(mode, components, options) of a ``quantize:MODE:COMPS[;k=v...]`` record, else None."""
-    if not op.startswith("quantize:"):
+#: Records of the removed ``structured_op`` (values only, like any pruning): still loadable.
+_LEGACY_PRUNE = "prune-structured("
+
+
+def _op_config(op: object) -> OpConfig | None:
+    """The op config of a record this module can rebuild (None: a legacy pruning), else an
+    error; the grammar is :mod:`imgcomp.ops.config`'s."""
+    if isinstance(op, str) and op.startswith(_LEGACY_PRUNE):
         return None
-    head, *extras = op.split(";")
-    parts = head.split(":")
-    if len(parts) != 3 or not parts[1] or not parts[2]:
-        raise ImgcompError(f"cannot read the op record {op!r}")
-    options: dict[str, Any] = {}
-    for extra in extras:
-        key, sep, value = extra.partition("=")
-        if not sep or key not in _QUANT_OPTIONS:
-            raise ImgcompError(f"cannot rebuild the op {op!r}: unknown option {extra!r}")
-        try:
-            options[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            options[key] = value  # plain words (deconv=native) are written unquoted
-    return parts[1], tuple(parts[2].split("+")), options
+    if isinstance(op, str) and not op.startswith(("prune=", "quantize:")):
+        raise ImgcompError(f"cannot save or rebuild the op {op!r} (known: prune, quantize)")
+    return parse_record(op)  # type: ignore[arg-type]
 
 
 def _check_op(op: object) -> str:
     """The op record if this module can rebuild it (pruning, quantization), else an error."""
-    if not isinstance(op, str):
-        raise ImgcompError(f"op records are strings, got {op!r}")
-    if op.startswith(("prune=", "prune-structured(")):
-        return op
-    quant = _quant_op(op)
-    if quant is None:
-        raise ImgcompError(f"cannot save or rebuild the op {op!r} (known: prune, quantize)")
-    from imgcomp.ops.quant.api import parse_mode
-
-    parse_mode(quant[0])
-    return op
+    _op_config(op)
+    return op  # type: ignore[return-value]
 
 
 # -- saving ------------------------------------------------------------------------------------
 def save_codec(codec: LearnedCodec, path: str | os.PathLike[str]) -> Path:
     """Write a learned codec (with its pruning / quantization ops) to ``path`` (safetensors)."""
-    from imgcomp import __version__
+    from imgcomp.version import __version__
 
     if not isinstance(codec, LearnedCodec):
         raise ImgcompError(
@@ -266,15 +250,15 @@ def _replay(model: BalleModel, ops: list[str]) -> None:
     from imgcomp.ops.quant.api import quantize_model
 
     for op in ops:
-        quant = _quant_op(op)
-        if quant is None:
-            continue  # pruning: the shapes were rebuilt, the values come from the file
-        mode, comps, options = quant
-        if mode == "int8":
-            quantize_model(model, mode, [_calibration_image()], comps, **options)
-        elif mode == "bf16":
-            quantize_model(model, mode, None, comps, **options)
-        # wK rounds weight values only: the saved values are already rounded
+        config = _op_config(op)
+        if isinstance(config, Int8):
+            quantize_model(
+                model, "int8", [_calibration_image()], config.components, **config.options()
+            )
+        elif isinstance(config, Bf16):
+            quantize_model(model, "bf16", None, config.components)
+        # pruning: the shapes were rebuilt, the values come from the file; wK rounds weight
+        # values only: the saved values are already rounded
 
 
 def _load_values(model: BalleModel, saved: Mapping[str, Tensor]) -> None:
@@ -313,7 +297,7 @@ def load_saved_codec(path: str | os.PathLike[str], device: str = "cpu") -> Learn
         raise CheckpointError(f"{where!r}: {name!r} is not a learned codec of this imgcomp")
     if LEARNED[name] != config["arch"]:
         raise CheckpointError(f"{where!r}: {name} is a {LEARNED[name]}, not {config['arch']}")
-    if torch.device(device).type != "cpu" and any(op.startswith("quantize:int8") for op in ops):
+    if torch.device(device).type != "cpu" and any(isinstance(_op_config(op), Int8) for op in ops):
         raise ImgcompError("int8 codecs run on the CPU; load this one with device='cpu'")
     try:
         saved = load_file(where)

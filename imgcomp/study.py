@@ -15,7 +15,6 @@ that each run every configuration's encodes and decodes in turn, medians kept.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from itertools import product
@@ -28,6 +27,17 @@ from imgcomp.codecs.base import Codec
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
 from imgcomp.evaluate import ImageResult, RoundTripError, evaluate_image, summarize
+from imgcomp.ops.config import (
+    BALLE_COMPONENTS,
+    L1Prune,
+    OpConfig,
+    OpConfigError,
+    PruneConfig,
+    QuantConfig,
+    StructuredPrune,
+    parse_tag,
+    quant_config,
+)
 from imgcomp.ops.profile import ComponentProfile
 from imgcomp.timing import SideBySide, time_side_by_side
 
@@ -70,25 +80,63 @@ class StudyConfig:
         return any(r > 0 for r in (self.encoder, self.decoder, self.entropy))
 
     @property
+    def prune_op(self) -> PruneConfig | None:
+        """The pruning as an op config (None: no pruning)."""
+        if not self.pruned:
+            return None
+        ratios = {"encoder": self.encoder, "decoder": self.decoder, "entropy": self.entropy}
+        if self.method == "l1":
+            return L1Prune(ratios, scope=self.scope)
+        if self.method == "structured":
+            return StructuredPrune(
+                ratios,
+                importance=self.importance,
+                recover_steps=self.recover_steps,
+                round_to=self.round_to,
+            )
+        raise ImgcompError(f"unknown pruning method {self.method!r}; use l1 or structured")
+
+    @property
+    def quant_op(self) -> QuantConfig | None:
+        """The quantization as an op config (None: none)."""
+        return quant_config(self.quant) if self.quant else None
+
+    @classmethod
+    def from_ops(cls, prune: OpConfig | None, quant: OpConfig | None) -> StudyConfig:
+        """The configuration of a pruning config and a quantization config (either None)."""
+        if prune is not None and not isinstance(prune, PruneConfig):
+            raise OpConfigError(f"{prune.tag!r} is not a pruning")
+        if quant is not None and not isinstance(quant, QuantConfig):
+            raise OpConfigError(f"{quant.tag!r} is not a quantization")
+        q = None if quant is None else quant.tag
+        if prune is None:
+            return cls(quant=q)
+        r = prune.over(BALLE_COMPONENTS).ratio_map
+        options: dict[str, Any] = {}
+        if isinstance(prune, L1Prune):
+            options = {"method": "l1", "scope": prune.scope}
+        elif isinstance(prune, StructuredPrune):
+            options = {"method": "structured", "importance": prune.importance}
+            options |= {"recover_steps": prune.recover_steps, "round_to": prune.round_to}
+        return cls(r["encoder"], r["decoder"], r["entropy"], quant=q, **options)
+
+    @property
     def method_label(self) -> str:
         """Pruning method as written in case ids: l1, l1-global or structured ("-": no pruning)."""
-        if not self.pruned:
-            return "-"
-        if self.method == "l1" and self.scope != "layer":
-            return f"l1-{self.scope}"
-        return self.method
+        op = self.prune_op
+        return "-" if op is None else op.tag.partition(":")[2]
 
     @property
     def prune_tag(self) -> str:
         """The pruning part of the label, e.g. ``enc0.3,dec0,ent0:l1`` ("none": no pruning)."""
-        if not self.pruned:
-            return "none"
-        return f"enc{self.encoder:g},dec{self.decoder:g},ent{self.entropy:g}:{self.method_label}"
+        op = self.prune_op
+        return "none" if op is None else op.tag
 
     @property
     def label(self) -> str:
         """Id of the configuration, the tail of the benchmark's op case ids."""
-        return f"prune={self.prune_tag}/quant={self.quant or 'none'}"
+        op = self.quant_op
+        return f"prune={self.prune_tag}/quant={'none' if op is None else op.tag}"
 
     def apply(self, codec: Codec, data: str | None = None) -> Codec:
         """The codec with this configuration applied (pruning, then quantization); a new codec.
@@ -97,20 +145,11 @@ class StudyConfig:
         with, and what int8 calibrates on; None: the ops' default training images.
         """
         extra: dict[str, Any] = {} if data is None else {"data": data}
-        if self.pruned:
-            options: dict[str, Any] = {"method": self.method, "scope": self.scope}
-            if self.method == "structured":
-                options.update(
-                    importance=self.importance,
-                    recover_steps=self.recover_steps,
-                    round_to=self.round_to,
-                    **extra,
-                )
-            codec = imgcomp.prune(
-                codec, encoder=self.encoder, decoder=self.decoder, entropy=self.entropy, **options
-            )
-        if self.quant:
-            codec = imgcomp.quantize(codec, self.quant, **extra)
+        prune, quant = self.prune_op, self.quant_op
+        if prune is not None:
+            codec = imgcomp.prune(codec, prune, **extra)
+        if quant is not None:
+            codec = imgcomp.quantize(codec, quant, **extra)
         return codec
 
 
@@ -155,38 +194,24 @@ def get_grid(name: str) -> list[StudyConfig]:
         raise ImgcompError(f"unknown grid {name!r}; use one of {', '.join(GRIDS)}") from None
 
 
-_PRUNE_TAG = re.compile(
-    r"enc(?P<e>[0-9.eE+-]+),dec(?P<d>[0-9.eE+-]+),ent(?P<n>[0-9.eE+-]+):(?P<m>[A-Za-z0-9-]+)$"
-)
-
-
 def parse_case_id(case_id: str) -> tuple[str, StudyConfig]:
     """(family, config) of a benchmark case id such as ``mbt2018-mean-q3/prune=.../quant=int8``.
 
     A plain id (no ``/prune=``) is an unmodified base: its config is ``StudyConfig()``. Only
     what the id states is recovered (ratios, method, scope, quantization), not e.g. the
-    structured importance, recovery steps or width rounding.
+    structured importance, recovery steps or width rounding. ValueError (an OpConfigError) when
+    the id cannot be read.
     """
     family, sep, tail = case_id.partition("/prune=")
     if not sep:
         return case_id, StudyConfig()
     ptag, sep, qtag = tail.partition("/quant=")
     if not sep or not qtag or "/" in qtag:
-        raise ValueError(f"not an op case id: {case_id!r}")
-    quant = None if qtag == "none" else qtag
-    if ptag == "none":
-        return family, StudyConfig(quant=quant)
-    m = _PRUNE_TAG.match(ptag)
-    if not m:
-        raise ValueError(f"cannot read the pruning tag of {case_id!r}")
-    method, scope = m["m"], "layer"
-    if method.startswith("l1-"):
-        method, scope = "l1", method[3:]
+        raise OpConfigError(f"not an op case id: {case_id!r}")
     try:
-        ratios = float(m["e"]), float(m["d"]), float(m["n"])
-    except ValueError:
-        raise ValueError(f"cannot read the pruning ratios of {case_id!r}") from None
-    return family, StudyConfig(*ratios, method=method, scope=scope, quant=quant)
+        return family, StudyConfig.from_ops(parse_tag(ptag), parse_tag(qtag))
+    except OpConfigError as exc:
+        raise OpConfigError(f"cannot read the case id {case_id!r}: {exc}") from None
 
 
 def config_from_tags(prune: str | None = None, quant: str | None = None) -> StudyConfig:
@@ -197,21 +222,16 @@ def config_from_tags(prune: str | None = None, quant: str | None = None) -> Stud
     ``structured`` means the benchmark's structured pruning: :data:`STRUCTURED_CONFIG`'s
     importance, recovery steps and width rounding (``dataclasses.replace`` to change them).
     """
-    from imgcomp.ops import METHODS
-    from imgcomp.ops.quant.api import parse_mode
-
-    if quant is not None:
-        parse_mode(quant)
+    q = None if quant is None else quant_config(quant)
     try:
-        _, config = parse_case_id(f"-/prune={prune or 'none'}/quant={quant or 'none'}")
-    except ValueError:
-        config = None
-    scopes = ("layer", "global") if config is not None and config.method == "l1" else ("layer",)
-    if config is None or config.method not in METHODS or config.scope not in scopes:
-        raise ImgcompError(
+        p = parse_tag(prune or "none")
+        config = StudyConfig.from_ops(p, q)
+    except OpConfigError as exc:
+        raise OpConfigError(
             f"cannot read the pruning tag {prune!r}: write encE,decD,entN:METHOD with ratios in "
-            "[0, 1) and METHOD l1, l1-global or structured, e.g. enc0.3,dec0.3,ent0.3:l1"
-        )
+            "[0, 1) and METHOD l1, l1-global or structured, e.g. enc0.3,dec0.3,ent0.3:l1 "
+            f"({exc})"
+        ) from None
     if config.method == "structured" and config.pruned:
         s = STRUCTURED_CONFIG
         config = replace(

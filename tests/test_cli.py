@@ -199,21 +199,24 @@ def test_train_data_and_structured_options_reach_the_ops(
     import imgcomp
 
     seen: dict = {}
-    monkeypatch.setattr(imgcomp, "prune", lambda c, **k: (seen.setdefault("prune", k), c)[1])
-    monkeypatch.setattr(imgcomp, "quantize", lambda c, m, **k: (seen.setdefault(m, k), c)[1])
+
+    def prune(c, op, **k):
+        seen["prune"] = {**k, "op": op}
+        return c
+
+    monkeypatch.setattr(imgcomp, "prune", prune)
+    monkeypatch.setattr(imgcomp, "quantize", lambda c, m, **k: (seen.setdefault(m.tag, k), c)[1])
     args = ["encode", str(png), str(tmp_path / "s"), *SHIPPED, "--prune", STRUCTURED]
     args += ["--quant", "int8", "--train-data", "folder:/my/train", "--recover-steps", "7"]
     assert main([*args, "--round-to", "1"]) == 0
     assert seen["int8"] == {"data": "folder:/my/train"}
     assert seen["prune"] == {
-        "encoder": 0.3,
-        "decoder": 0.3,
-        "entropy": 0.3,
-        "method": "structured",
-        "scope": "layer",
-        "importance": "activation",
-        "recover_steps": 7,
-        "round_to": None,  # 1: exact widths
+        "op": imgcomp.StructuredPrune(
+            {"encoder": 0.3, "decoder": 0.3, "entropy": 0.3},
+            importance="activation",
+            recover_steps=7,
+            round_to=None,  # 1: exact widths
+        ),
         "data": "folder:/my/train",
     }
     seen.clear()

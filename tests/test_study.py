@@ -203,12 +203,14 @@ def test_configurations_share_their_pruning(tiny, monkeypatch) -> None:
 def test_data_reaches_the_ops(tiny, monkeypatch) -> None:
     seen = {}
     monkeypatch.setattr(
-        imgcomp, "prune", lambda codec, **k: (seen.setdefault("prune", k), codec)[1]
+        imgcomp,
+        "prune",
+        lambda codec, op, **k: (seen.setdefault("prune", {**k, "op": op}), codec)[1],
     )
     monkeypatch.setattr(imgcomp, "quantize", lambda c, m, **k: (seen.setdefault("quant", k), c)[1])
     replace(STRUCTURED_CONFIG, quant="int8").apply(tiny, data="folder:/train")
     assert seen["prune"]["data"] == "folder:/train" and seen["quant"] == {"data": "folder:/train"}
-    assert seen["prune"]["recover_steps"] == STRUCTURED_RECOVER_STEPS
+    assert seen["prune"]["op"].recover_steps == STRUCTURED_RECOVER_STEPS
     seen.clear()
     StudyConfig(decoder=0.3, quant="w8").apply(tiny)  # no data: the ops' defaults
     assert "data" not in seen["prune"] and seen["quant"] == {}

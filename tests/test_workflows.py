@@ -243,6 +243,7 @@ def test_ci_workflow() -> None:
     assert ["-n", "auto"] in calls
     assert ["bench", "-m", "quality", "-n", "auto", "--benchmark-skip"] in calls
     assert any(line.startswith("ruff check") for line in run_lines(workflow))
+    assert "lint-imports" in run_lines(workflow), "the import-linter contracts are not checked"
     pythons = {
         str(v)
         for job in workflow["jobs"].values()
@@ -354,13 +355,14 @@ exit 0
 
 
 def run_ci(tmp_path: Path, shared: bool = True, fail: tuple[str, int] | None = None):
-    """Run a copy of .ci/run in tmp_path/repo with fake python/pytest/ruff in its .venv."""
+    """Run a copy of .ci/run in tmp_path/repo with fake python/pytest/ruff/lint-imports in its
+    .venv."""
     repo = tmp_path / "repo"
     (repo / ".ci").mkdir(parents=True)
     shutil.copy2(CI_RUN, repo / ".ci" / "run")
     bin_dir = repo / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for tool in ("python", "pytest", "ruff"):
+    for tool in ("python", "pytest", "ruff", "lint-imports"):
         (bin_dir / tool).write_text(FAKE_TOOL)
         (bin_dir / tool).chmod(0o755)
     if shared:
@@ -382,7 +384,7 @@ def run_ci(tmp_path: Path, shared: bool = True, fail: tuple[str, int] | None = N
         timeout=60,
     )
     calls = log.read_text().splitlines() if log.exists() else []
-    return result, [c.split(" | ")[0] for c in calls], calls
+    return result, [c.split(" | ")[0].rstrip() for c in calls], calls  # no-arg tools: no " "
 
 
 EXPECTED_PYTEST = [
@@ -398,9 +400,10 @@ def test_ci_run_runs_every_step_in_order(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     pip = [c for c in commands if c.startswith("python -m pip install")]
     assert [c.split()[-1] for c in pip] == [TORCH_PIN, ".[test]"]
-    assert [c for c in commands if c.startswith(("pytest", "ruff"))] == [
+    assert [c for c in commands if c.startswith(("pytest", "ruff", "lint-imports"))] == [
         EXPECTED_PYTEST[0],
         "ruff check .",
+        "lint-imports",
         *EXPECTED_PYTEST[1:],
     ]
     assert result.stdout.rstrip().splitlines()[-1].startswith("ci: all steps passed in ")
@@ -435,4 +438,12 @@ def test_ci_run_stops_at_a_failing_quality_gate(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "quality gates" in result.stderr
     assert commands[-1] == EXPECTED_PYTEST[1]
+    assert "all steps passed" not in result.stdout
+
+
+def test_ci_run_stops_when_an_import_contract_breaks(tmp_path: Path) -> None:
+    result, commands, _ = run_ci(tmp_path, fail=("lint-imports ", 1))  # the fake logs "$0 $*"
+    assert result.returncode == 1
+    assert "import layers" in result.stderr
+    assert commands[-1] == "lint-imports", "the benchmark must not run on a broken layering"
     assert "all steps passed" not in result.stdout

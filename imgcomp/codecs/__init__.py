@@ -1,14 +1,9 @@
-"""Codec implementations; importing this package registers the built-in codecs."""
+"""Codec implementations: the base protocol here; importing this package registers nothing.
 
-from imgcomp.codecs import classic  # noqa: F401  (registers jpeg, webp, jpeg2000, avif)
+The built-in codecs register when :mod:`imgcomp.builtin` is imported (the registry does it at
+first lookup): ``classic`` (Pillow) and the learned ones of :mod:`imgcomp.zoo`.
+"""
+
 from imgcomp.codecs.base import Codec, ContainerCodec
 
 __all__ = ["Codec", "ContainerCodec"]
-
-
-def _register_learned() -> None:
-    # The learned codecs register from imgcomp.zoo (torch is imported there).
-    import imgcomp.zoo  # noqa: F401
-
-
-_register_learned()

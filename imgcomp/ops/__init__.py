@@ -15,6 +15,7 @@ the last op (sparsity per layer, channel widths, quantized layers and sizes).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,18 +23,49 @@ import numpy as np
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
 from imgcomp.nn.determinism import single_cpu_thread
-from imgcomp.ops.base import check_ratios, copy_model, derive, require_learned
+from imgcomp.ops.base import COMPONENTS, check_ratios, copy_model, derive, require_learned
+from imgcomp.ops.config import (
+    Bf16,
+    Int8,
+    L1Prune,
+    OpConfig,
+    PruneConfig,
+    QuantConfig,
+    StructuredPrune,
+    WeightOnly,
+    parse_record,
+    parse_tag,
+    quant_config,
+)
 from imgcomp.ops.profile import ModelProfile, format_profile, profile_model
 
-__all__ = ["METHODS", "ModelProfile", "format_profile", "profile", "prune", "quantize"]
+__all__ = [
+    "METHODS",
+    "Bf16",
+    "Int8",
+    "L1Prune",
+    "ModelProfile",
+    "OpConfig",
+    "PruneConfig",
+    "QuantConfig",
+    "StructuredPrune",
+    "WeightOnly",
+    "format_profile",
+    "parse_record",
+    "parse_tag",
+    "profile",
+    "prune",
+    "quantize",
+]
 
+DEFAULT_COMPONENTS = COMPONENTS
 #: Pruning methods: L1-magnitude unstructured (weights zeroed) or structured (channels removed).
 METHODS = ("l1", "structured")
 
 
 def prune(
     codec: LearnedCodec,
-    encoder: float = 0.0,
+    encoder: float | PruneConfig = 0.0,
     decoder: float = 0.0,
     entropy: float = 0.0,
     *,
@@ -45,7 +77,9 @@ def prune(
     data: str | Path | None = None,
     round_to: int | None = None,
 ) -> LearnedCodec:
-    """Prune each component (encoder, decoder, entropy model) by its own ratio in [0, 1).
+    """Prune each component by its own ratio in [0, 1): ``prune(codec, config)`` with an
+    :class:`L1Prune` or :class:`StructuredPrune`, or ``prune(codec, encoder, decoder, entropy,
+    method=..., ...)``, a convenience that builds one.
 
     ``method="l1"`` zeroes the smallest-magnitude conv / transposed-conv weights (``scope``
     "layer": per layer, "global": one threshold per component); ``method="structured"`` removes
@@ -59,52 +93,93 @@ def prune(
     ratio is at least the requested one (0.3 on 64 channels keeps 45, with ``round_to=8`` 40).
     """
     codec = require_learned(codec)
-    ratios = check_ratios({"encoder": encoder, "decoder": decoder, "entropy": entropy})
+    if isinstance(encoder, PruneConfig):
+        given = {"decoder": decoder, "entropy": entropy, "method": method, "scope": scope}
+        given |= {"importance": importance, "recover_steps": recover_steps, "lmbda": lmbda}
+        given["round_to"] = round_to
+        defaults = {"decoder": 0.0, "entropy": 0.0, "method": "l1", "scope": "layer"}
+        defaults |= {"importance": "l1", "recover_steps": 0, "lmbda": None, "round_to": None}
+        extra = [k for k, v in given.items() if v != defaults[k]]
+        if extra:
+            raise ImgcompError(f"give {', '.join(extra)} in the config, not beside it")
+        config = encoder
+    else:
+        config = _prune_config(
+            {"encoder": encoder, "decoder": decoder, "entropy": entropy},
+            method,
+            scope=scope,
+            importance=importance,
+            recover_steps=recover_steps,
+            lmbda=lmbda,
+            round_to=round_to,
+        )
+    config = config.over(COMPONENTS)
+    ratios = config.ratio_map
+    model = copy_model(codec)
+    if isinstance(config, L1Prune):
+        from imgcomp.ops.pruning import prune_unstructured
+
+        report = prune_unstructured(model, ratios, scope=config.scope)
+    elif isinstance(config, StructuredPrune):
+        from imgcomp.ops.structured import prune_structured, recover
+
+        calibration = None
+        if config.importance == "activation":
+            from imgcomp.ops.quant.calibration import calibration_images, image_tensor
+
+            images = calibration_images(data_dir=data)
+            calibration = _stack(images, model.downsampling_factor, image_tensor)
+        with single_cpu_thread(codec.device):  # rankings independent of the thread count
+            report = prune_structured(
+                model, ratios, config.importance, calibration, config.round_to
+            )
+        if config.recover_steps:
+            if config.lmbda is None:
+                config = replace(config, lmbda=_training_lambda(codec))
+            recover(model, config.recover_steps, config.lmbda, data)
+    else:
+        raise ImgcompError(f"unknown pruning config {config!r}")
+    new = derive(codec, model, config.record())
+    new.op_report = report
+    return new
+
+
+def _prune_config(
+    ratios: dict[str, float],
+    method: str,
+    *,
+    scope: str,
+    importance: str,
+    recover_steps: int,
+    lmbda: float | None,
+    round_to: int | None,
+) -> PruneConfig:
+    """The config the keyword form of :func:`prune` names."""
+    check_ratios(ratios)
     if method not in METHODS:
         raise ImgcompError(f"unknown pruning method {method!r}; use one of {METHODS}")
     if recover_steps and method != "structured":
         raise ImgcompError("recover_steps applies to method='structured'")
     if round_to is not None and method != "structured":
         raise ImgcompError("round_to applies to method='structured'")
-    model = copy_model(codec)
-    parts = ",".join(f"{k[:3]}{v:g}" for k, v in ratios.items())
     if method == "l1":
-        from imgcomp.ops.pruning import prune_unstructured
-
-        report = prune_unstructured(model, ratios, scope=scope)
-        op = f"prune={parts}:l1-{scope}"
-    else:
-        from imgcomp.ops.structured import check_round_to, prune_structured, recover
-
-        round_to = check_round_to(round_to)
-        calibration = None
-        if importance == "activation":
-            from imgcomp.ops.quant.calibration import calibration_images, image_tensor
-
-            images = calibration_images(data_dir=data)
-            calibration = _stack(images, model.downsampling_factor, image_tensor)
-        with single_cpu_thread(codec.device):  # rankings independent of the thread count
-            report = prune_structured(model, ratios, importance, calibration, round_to)
-        op = f"prune={parts}:structured-{importance}" + (f":round{round_to}" if round_to else "")
-        if recover_steps:
-            lam = lmbda if lmbda is not None else _training_lambda(codec)
-            recover(model, recover_steps, lam, data)
-            op += f":recover{recover_steps}@{lam:g}"
-    new = derive(codec, model, op)
-    new.op_report = report
-    return new
+        return L1Prune(ratios, scope=scope)
+    return StructuredPrune(
+        ratios, importance=importance, recover_steps=recover_steps, lmbda=lmbda, round_to=round_to
+    )
 
 
 def quantize(
     codec: LearnedCodec,
-    mode: str,
+    mode: str | QuantConfig,
     *,
-    components: Sequence[str] = ("encoder", "decoder", "entropy"),
+    components: Sequence[str] | None = None,
     calibration: Sequence[np.ndarray] | None = None,
     data: str | Path | None = None,
 ) -> LearnedCodec:
     """Quantize the transforms of the selected components (all three by default: g_a, g_s and
-    the entropy component's h_a / h_s; its densities stay float32): ``bf16`` (channels_last),
+    the entropy component's h_a / h_s; its densities stay float32): a :class:`Bf16`,
+    :class:`Int8` or :class:`WeightOnly` config, or its mode name: ``bf16`` (channels_last),
     ``int8`` (static, calibrated on training images; transposed convolutions included) or
     ``wK`` (K = 2..8, per-channel weight-only fake quantization, a precision study).
 
@@ -114,12 +189,18 @@ def quantize(
     """
     from imgcomp.ops.quant.api import quantize_codec
 
-    if mode == "int8" and calibration is None:
+    if isinstance(mode, QuantConfig):
+        if components is not None:
+            raise ImgcompError("give components in the config, not beside it")
+        config = mode
+    else:
+        config = quant_config(mode, DEFAULT_COMPONENTS if components is None else components)
+    if isinstance(config, Int8) and calibration is None:
         from imgcomp.ops.quant.calibration import calibration_images
 
         calibration = calibration_images(data_dir=data)
 
-    new, report = quantize_codec(codec, mode, calibration=calibration, components=components)
+    new, report = quantize_codec(codec, config, calibration=calibration)
     new.op_report = report
     return new
 

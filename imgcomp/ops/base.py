@@ -8,14 +8,14 @@ pruned or quantized model refuses to decode with the original one, and vice vers
 from __future__ import annotations
 
 import copy
-import numbers
 from collections.abc import Mapping
 
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
 from imgcomp.nn.balle import BalleModel
+from imgcomp.ops.config import BALLE_COMPONENTS, check_components, check_ratio
 
-COMPONENTS = ("encoder", "decoder", "entropy")
+COMPONENTS = BALLE_COMPONENTS
 
 
 def require_learned(codec: object) -> LearnedCodec:
@@ -39,17 +39,7 @@ def derive(codec: LearnedCodec, model: BalleModel, op: str) -> LearnedCodec:
 
 def check_component(name: str) -> str:
     """Validate a component name (encoder, decoder, entropy)."""
-    if name not in COMPONENTS:
-        raise ImgcompError(f"unknown component {name!r}; components are {', '.join(COMPONENTS)}")
-    return name
-
-
-def check_ratio(name: str, value: object) -> float:
-    """``value`` as a pruning ratio in [0, 1): a real number, not a string, bool or NaN."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not ok or not 0.0 <= float(value) < 1.0:  # NaN fails the comparison too
-        raise ImgcompError(f"pruning ratio of {name} must be a number in [0, 1), got {value!r}")
-    return float(value)
+    return check_components((name,), COMPONENTS)[0]
 
 
 def check_ratios(ratios: object) -> dict[str, float]:

@@ -4,7 +4,6 @@ entropy densities always stay float32)."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,7 +12,15 @@ from torch import nn
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
 from imgcomp.nn.balle import BalleModel
-from imgcomp.ops.base import check_component, copy_model, derive, require_learned
+from imgcomp.ops.base import copy_model, derive, require_learned
+from imgcomp.ops.config import (
+    MODES,
+    Int8,
+    QuantConfig,
+    check_components,
+    parse_quant_mode,
+    quant_config,
+)
 from imgcomp.ops.quant.bf16 import Bf16Transform, to_bf16
 from imgcomp.ops.quant.calibration import capture_inputs
 from imgcomp.ops.quant.int8 import (
@@ -25,7 +32,6 @@ from imgcomp.ops.quant.int8 import (
 )
 from imgcomp.ops.quant.report import LayerInfo, QuantReport, serialized_bytes
 from imgcomp.ops.quant.weights import (
-    WEIGHT_BITS,
     check_bits,
     conv_layers,
     fake_quantize_weight,
@@ -43,35 +49,17 @@ __all__ = [
     "selected_transforms",
 ]
 
-#: Modes :func:`quantize_model` accepts.
-MODES = ("bf16", "int8", *(f"w{k}" for k in sorted(WEIGHT_BITS)))
 #: Every component by default: the whole model shrinks (int8: about a quarter of float32).
 DEFAULT_COMPONENTS = ("encoder", "decoder", "entropy")
 
 _TRANSFORMS = {"encoder": ("g_a",), "decoder": ("g_s",), "entropy": ("h_a", "h_s")}
 
-
-def parse_mode(mode: object) -> tuple[str, int | None]:
-    """``("bf16", None)``, ``("int8", None)`` or ``("w", K)``; ImgcompError otherwise."""
-    if isinstance(mode, str):
-        if mode in ("bf16", "int8"):
-            return mode, None
-        m = re.fullmatch(r"w(\d)", mode)
-        if m and int(m.group(1)) in WEIGHT_BITS:
-            return "w", int(m.group(1))
-    raise ImgcompError(f"unknown quantization mode {mode!r}; modes are {', '.join(MODES)}")
+#: ``("bf16", None)``, ``("int8", None)`` or ``("w", K)`` of a mode name (the op config grammar's).
+parse_mode = parse_quant_mode
 
 
 def _components(components: object) -> tuple[str, ...]:
-    if isinstance(components, str):
-        components = (components,)
-    try:
-        names = tuple(dict.fromkeys(check_component(c) for c in components))  # type: ignore[union-attr]
-    except TypeError:
-        raise ImgcompError(f"components must be a sequence of names, got {components!r}") from None
-    if not names:
-        raise ImgcompError("select at least one component")
-    return names
+    return check_components(components)
 
 
 def selected_transforms(
@@ -226,18 +214,23 @@ def packed_weight_bytes(
 
 def quantize_codec(
     codec: LearnedCodec,
-    mode: str,
+    mode: str | QuantConfig,
     calibration: Sequence[np.ndarray] | None = None,
     components: Sequence[str] = DEFAULT_COMPONENTS,
     **options: object,
 ) -> tuple[LearnedCodec, QuantReport]:
-    """A new codec whose model copy is quantized (the given codec is left as it is)."""
+    """A new codec whose model copy is quantized (the given codec is left as it is): ``mode`` a
+    quantization config, or a mode name with ``components`` and int8 ``options``."""
     codec = require_learned(codec)
-    parse_mode(mode)
-    comps = _components(components)
-    if mode == "int8" and codec.device.type != "cpu":
+    if isinstance(mode, QuantConfig):
+        if options or tuple(components) != DEFAULT_COMPONENTS:
+            raise ImgcompError("give components and options in the config, not beside it")
+        config = mode
+    else:
+        config = quant_config(mode, components, **options)
+    if isinstance(config, Int8) and codec.device.type != "cpu":
         raise ImgcompError("int8 codecs run on the CPU; create the codec with device='cpu'")
     model = copy_model(codec)
-    report = quantize_model(model, mode, calibration, comps, **options)  # type: ignore[arg-type]
-    extra = "".join(f";{k}={v}" for k, v in sorted(options.items()))
-    return derive(codec, model, f"quantize:{mode}:{'+'.join(comps)}{extra}"), report
+    options = config.options()
+    report = quantize_model(model, config.mode, calibration, config.components, **options)
+    return derive(codec, model, config.record()), report

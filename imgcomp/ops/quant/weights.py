@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from imgcomp.errors import ImgcompError
+from imgcomp.ops.config import WEIGHT_BITS
 
 __all__ = [
     "WEIGHT_BITS",
@@ -29,8 +30,6 @@ __all__ = [
     "quantize_weight",
 ]
 
-#: Bit widths the wK modes accept, most precise first (the precision study's rows).
-WEIGHT_BITS = tuple(range(8, 1, -1))
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
 

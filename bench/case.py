@@ -1,0 +1,70 @@
+"""The case type and the learned base cases: what both halves of the matrix build on.
+
+:mod:`bench.cases` (the classic half and the whole matrix) and :mod:`bench.matrix` (the op half)
+both import this module and never each other in a circle: ``cases`` imports ``matrix``, and
+``matrix`` imports only this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from imgcomp.baselines import Tolerance
+from imgcomp.codecs.base import Codec
+from imgcomp.registry import create_codec
+
+__all__ = ["BASELINE_TRAIN_DATA", "DEFAULT_BASE", "MATRICES", "Case", "learned_cases"]
+
+#: Training data (a spec of :func:`imgcomp.trainsets.load_training_set`) the committed baselines
+#: were made with: the offline bundled set, so they reproduce on any machine.
+BASELINE_TRAIN_DATA = "bundled"
+
+#: Base case of the default and study matrices (the shipped mean-scale model the study-style
+#: table uses).
+DEFAULT_BASE = "mbt2018-mean-q3"
+MATRICES = ("default", "study", "full")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row of the matrix: how to build the codec, how strictly to gate it, how to select it.
+
+    ``factory(device, train_data)`` builds the codec; ``train_data`` is the training-data spec
+    ops calibrate and fine-tune on. ``default``: part of the default matrix.
+    """
+
+    id: str
+    family: str
+    factory: Callable[[str, str], Codec] = field(compare=False)
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    quick: bool = False
+    slow: bool = False
+    default: bool = False
+
+    def build(self, device: str = "cpu", train_data: str = BASELINE_TRAIN_DATA) -> Codec:
+        """The case's codec on ``device``, its ops learning from ``train_data``."""
+        return self.factory(device, train_data)
+
+
+def learned_cases() -> list[Case]:
+    """Every shipped learned model at every shipped quality (the middle one, rounded down, is
+    quick: quality 3, the op matrix's base and the default matrix's learned case)."""
+    from imgcomp.zoo import LEARNED, shipped_qualities  # imports torch: only when asked
+
+    cases = []
+    for name, alias in LEARNED.items():
+        qualities = shipped_qualities(name)
+        for q in qualities:
+            cases.append(
+                Case(
+                    id=f"{alias}-q{q}",
+                    family=alias,
+                    factory=lambda device, train_data, name=name, q=q: create_codec(
+                        name, quality=q, device=device
+                    ),
+                    quick=q == qualities[(len(qualities) - 1) // 2],
+                    default=f"{alias}-q{q}" == DEFAULT_BASE,
+                )
+            )
+    return cases
