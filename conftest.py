@@ -43,9 +43,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="default",
         choices=("default", "study", "full"),
         help="cases: default (a first run: classic codecs, the study's model and its key ops, "
-        "about 10 minutes on 2 cores), study (every shipped codec, the study's whole pruning "
+        "about 4 minutes on 2 cores), study (every shipped codec, the study's whole pruning "
         "grid, every quantization, the precision study) or full (every learned codec x every "
-        "op; hours)",
+        "op; about 80 minutes)",
     )
     group.addoption(
         "--case",

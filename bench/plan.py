@@ -1,8 +1,9 @@
 """What a benchmark run will do: case selection by id, and a rough duration said at the start.
 
-The per-image costs are seconds measured on this project's 2-core CPU (quality pass with the
-round-trip checks, metrics included; one timed pass per latency round); they make the estimate
-honest to within a factor of about two, which is what a first-time user needs to know.
+The per-image costs are seconds measured on this project's 2-core CPU with nothing else running
+(quality pass with the round-trip checks, metrics included; one timed pass per latency round;
+the default matrix took 216 s for an estimate of 235 s); a loaded machine takes longer. What a
+first-time user needs is the order of magnitude, before the run.
 """
 
 from __future__ import annotations
@@ -13,21 +14,22 @@ from dataclasses import dataclass
 
 #: Seconds per image of one quality pass (encode, decode, round-trip checks, metrics).
 QUALITY_S_PER_IMAGE = {
-    "jpeg": 0.5,
-    "webp": 0.7,
-    "jpeg2000": 0.9,
-    "avif": 1.3,
-    "avif-bpp": 4.0,
-    "learned": 2.0,
+    "jpeg": 0.25,
+    "webp": 0.45,
+    "jpeg2000": 0.5,
+    "avif": 0.6,
+    "avif-bpp": 2.0,
+    "learned": 0.5,
 }
 #: Seconds to build a case's codec beyond loading it (structured recovery, int8 calibration).
-BUILD_S = {"structured": 75.0, "int8": 8.0}
+BUILD_S = {"structured": 40.0, "int8": 5.0}
 #: Seconds per timed image of one latency test (warm-up and pytest-benchmark's rounds).
-LATENCY_S_PER_IMAGE = {"classic": 0.3, "learned": 3.5}
-#: Seconds per timed image of the side-by-side speed-up measurement (all variants, all rounds).
-SPEEDUP_S_PER_IMAGE = 18.0
+LATENCY_S_PER_IMAGE = {"classic": 0.5, "learned": 0.5}
+#: Seconds per timed image of the side-by-side speed-up measurement (all variants, all rounds;
+#: the variants are the quality cases' codecs, built once).
+SPEEDUP_S_PER_IMAGE = 5.0
 #: Seconds per image of the precision study (eight weight precisions).
-PRECISION_S_PER_IMAGE = 6.0
+PRECISION_S_PER_IMAGE = 3.0
 
 
 def matches(case_id: str, patterns: Sequence[str]) -> bool:
@@ -63,7 +65,7 @@ class Plan:
             total += LATENCY_S_PER_IMAGE[kind] * self.timing_images
         total /= max(1, self.workers)
         if self.speedups:
-            total += SPEEDUP_S_PER_IMAGE * self.timing_images + BUILD_S["structured"]
+            total += SPEEDUP_S_PER_IMAGE * self.timing_images
         if self.precision:
             total += PRECISION_S_PER_IMAGE * self.images / max(1, self.workers)
         return total

@@ -45,6 +45,32 @@ def _complete_kodak(folder: Path) -> bool:
     return all((folder / name).is_file() for name in KODAK_SHA256)
 
 
+@pytest.fixture
+def offline(tmp_path, monkeypatch) -> Path:
+    """A private empty cache under tmp_path and a network that fails the test if touched."""
+    import urllib.request
+
+    monkeypatch.setenv("IMGCOMP_CACHE_DIR", str(tmp_path / "cache"))
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("unexpected network access")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module: tiny models gain nothing from a second one, and thread
+    hand-offs cost on a shared 2-core CPU (``pytestmark = pytest.mark.usefixtures(...)``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def compat_dir() -> Path:
     """The original-checkpoint fixtures ($IMGCOMP_COMPAT_DIR, else ../shared/compat)."""

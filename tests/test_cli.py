@@ -13,16 +13,7 @@ import pytest
 from imgcomp.cli import main
 from imgcomp.images import load_image, save_png
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small images gain nothing from a second thread (and the other core is shared)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture()

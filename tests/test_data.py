@@ -58,16 +58,10 @@ class FakeServer:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch):
+def env(offline, monkeypatch):
     """Isolated cache, no IMGCOMP_KODAK_DIR, and a network that fails the test if touched."""
     monkeypatch.delenv("IMGCOMP_KODAK_DIR", raising=False)
-    monkeypatch.setenv("IMGCOMP_CACHE_DIR", str(tmp_path / "cache"))
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("unexpected network access")
-
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    return tmp_path
+    return offline
 
 
 def tiny_png(seed: int) -> bytes:

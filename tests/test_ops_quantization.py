@@ -60,13 +60,7 @@ def _smooth(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models gain nothing from a second thread, and thread hand-offs cost on shared CPUs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,13 +20,7 @@ from imgcomp.saved import SAVED_FORMAT, is_saved_codec, read_record
 TINY = {"pretrained": False, "N": 8, "M": 12, "seed": 0}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small models gain nothing from a second thread (and the other core is shared)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _image(seed: int = 0, size: int = 64) -> np.ndarray:

@@ -56,16 +56,10 @@ class Server:
 
 
 @pytest.fixture
-def isolated(tmp_path, monkeypatch):
+def isolated(offline, monkeypatch):
     """Private cache, no IMGCOMP_TRAIN_DIR, a network that fails the test if touched."""
     monkeypatch.delenv("IMGCOMP_TRAIN_DIR", raising=False)
-    monkeypatch.setenv("IMGCOMP_CACHE_DIR", str(tmp_path / "cache"))
-
-    def no_network(*args, **kwargs):
-        raise AssertionError("unexpected network access")
-
-    monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    return tmp_path
+    return offline
 
 
 @pytest.fixture
