@@ -73,8 +73,9 @@ class Plan:
     def describe(self) -> str:
         """One line for the start of a run."""
         parts = [f"{len(self.quality_cases)} cases on {self.images} images"]
+        parts = parts if self.quality_cases else []
         if self.latency_tests:
-            parts.append(f"{len(self.latency_tests)} latency tests on {self.timing_images}")
+            parts.append(f"{len(self.latency_tests)} latency tests on {self.timing_images} images")
         if self.speedups:
             parts.append("speed-up targets")
         if self.precision:

@@ -54,7 +54,9 @@ def test_plan_estimate_grows_with_work_and_divides_by_workers() -> None:
     two = Plan(ids, (), speedups=False, precision=False, images=24, timing_images=4, workers=2)
     assert 0 < two.seconds() < one.seconds() < more.seconds()
     assert one.describe().startswith("imgcomp bench: 3 cases on 24 images")
-    assert "latency tests on 4" in more.describe() and "speed-up targets" in more.describe()
+    assert "latency tests on 4 images" in more.describe() and "speed-up targets" in more.describe()
+    timing_only = Plan((), ids, speedups=False, precision=False, images=2, timing_images=2)
+    assert timing_only.describe().startswith("imgcomp bench: 3 latency tests on 2 images")
 
 
 def test_case_option_selects_by_id_and_says_the_plan(tmp_path: Path) -> None:
