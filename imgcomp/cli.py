@@ -318,10 +318,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     try:
         config = TrainConfig(
-            arch=args.arch,
-            N=args.N,
-            M=args.M,
-            lmbda=args.lmbda,
+            family="balle",
+            model={"arch": args.arch, "N": args.N, "M": args.M},
+            objective="rd",
+            objective_args={"lmbda": args.lmbda},
             steps=args.steps,
             batch_size=args.batch_size,
             patch_size=args.patch_size,

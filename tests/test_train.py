@@ -31,7 +31,7 @@ from imgcomp.train import (
     write_checkpoint,
 )
 
-TINY = {"N": 8, "M": 12, "batch_size": 2, "patch_size": 64, "progress": False}
+TINY = {"batch_size": 2, "patch_size": 64, "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +49,11 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(data_dir: Path, out: Path, **kw) -> TrainConfig:
-    return TrainConfig(
-        **{"arch": "mbt2018-mean", "steps": 3, "data": str(data_dir), "out": str(out), **TINY, **kw}
-    )
+    """A tiny Ballé rd run; ``arch``, ``N``, ``M`` and ``lmbda`` go into the nested fields."""
+    model = {"arch": kw.pop("arch", "mbt2018-mean"), "N": kw.pop("N", 8), "M": kw.pop("M", 12)}
+    args = {"lmbda": kw.pop("lmbda")} if "lmbda" in kw else {}
+    base = {"steps": 3, "data": str(data_dir), "out": str(out), **TINY}
+    return TrainConfig(model=model, objective_args=args, **{**base, **kw})
 
 
 def _model_state(ckpt: Path) -> dict[str, torch.Tensor]:
@@ -284,9 +286,11 @@ def test_max_seconds_stops_with_a_usable_checkpoint(data_dir: Path, tmp_path: Pa
 def test_resume_refuses_another_config(data_dir: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(_config(data_dir, run, steps=2))
-    with pytest.raises(CheckpointError, match=r"lmbda: 0\.0067 -> 0\.02.*another --out"):
+    with pytest.raises(
+        CheckpointError, match=r"objective_args\.lmbda: 0\.0067 -> 0\.02.*another --out"
+    ):
         train(_config(data_dir, run, steps=4, lmbda=0.02))
-    with pytest.raises(CheckpointError, match="N: 8 -> 16"):
+    with pytest.raises(CheckpointError, match=r"model\.N: 8 -> 16"):
         train(_config(data_dir, run, steps=4, N=16))
     with pytest.raises(CheckpointError, match="below the checkpoint's step"):
         train(_config(data_dir, run, steps=1))
@@ -310,16 +314,86 @@ def test_finished_run_is_not_retrained(data_dir: Path, tmp_path: Path) -> None:
 
 def test_invalid_configs() -> None:
     with pytest.raises(ValueError, match="multiple of 64"):
-        TrainConfig(arch="mean-scale", patch_size=96)
+        TrainConfig(model={"arch": "mean-scale"}, patch_size=96)
     with pytest.raises(ValueError, match="steps"):
         TrainConfig(steps=0)
     with pytest.raises(ValueError, match="lmbda"):
-        TrainConfig(lmbda=-1.0)
+        TrainConfig(objective_args={"lmbda": -1.0})
     with pytest.raises(UnknownCodecError):
-        TrainConfig(arch="nope")
-    assert TrainConfig(arch="factorized").arch == "bmshj2018-factorized"
-    cfg = TrainConfig(arch="hyperprior", max_seconds=5.0)
+        TrainConfig(model={"arch": "nope"})
+    with pytest.raises(ValueError, match="N must be"):
+        TrainConfig(model={"N": 0})
+    with pytest.raises(ValueError, match="unknown balle model arguments: K"):
+        TrainConfig(model={"K": 3})
+    with pytest.raises(ValueError, match="unknown model family 'nope'"):
+        TrainConfig(family="nope")
+    with pytest.raises(ValueError, match="unknown objective 'nope'"):
+        TrainConfig(objective="nope")
+    with pytest.raises(ValueError, match="unknown arguments of objective 'rd': beta"):
+        TrainConfig(objective_args={"beta": 1.0})
+    assert TrainConfig(model={"arch": "factorized"}).model == {
+        "arch": "bmshj2018-factorized",
+        "N": 128,
+        "M": 192,
+    }
+    assert TrainConfig().objective_args == {"lmbda": 0.0067}
+    cfg = TrainConfig(model={"arch": "hyperprior", "N": 8}, max_seconds=5.0)
     assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+# -- the layout before family / model / objective --------------------------------------------
+
+
+def _flat(config: TrainConfig) -> dict:
+    """``config`` as the old code's ``to_dict`` wrote it: arch, N, M, lmbda at the top level."""
+    d = config.to_dict()
+    assert d.pop("family") == "balle" and d.pop("objective") == "rd"
+    return {**d.pop("model"), **d.pop("objective_args"), **d}
+
+
+def test_old_flat_config_loads() -> None:
+    new = TrainConfig(model={"arch": "factorized", "N": 8, "M": 12}, objective_args={"lmbda": 0.5})
+    flat = _flat(new)
+    assert set(flat) >= {"arch", "N", "M", "lmbda"} and "model" not in flat
+    assert TrainConfig.from_dict(flat) == new
+    assert TrainConfig.from_dict({"lmbda": 0.5}) == TrainConfig(objective_args={"lmbda": 0.5})
+    with pytest.raises(ValueError, match="mixes the old fields"):
+        TrainConfig.from_dict({**flat, "model": {"N": 8}})
+    with pytest.raises(ValueError, match="unknown TrainConfig fields: K"):
+        TrainConfig.from_dict({**flat, "K": 1})
+
+
+def test_shipped_weights_configs_and_lambda_still_read() -> None:
+    from imgcomp.ops import _training_lambda
+    from imgcomp.zoo import WEIGHTS_DIR, create_codec, shipped_weights_path
+
+    files = sorted(WEIGHTS_DIR.glob("*.safetensors"))
+    assert files
+    for path in files:  # written by the old code, flat layout
+        meta = read_metadata(path)
+        cfg = TrainConfig.from_dict(json.loads(meta["config"]))
+        assert cfg.family == "balle" and cfg.objective == "rd"
+        assert cfg.model == {"arch": meta["arch"], "N": int(meta["N"]), "M": int(meta["M"])}
+        assert cfg.objective_args == {"lmbda": float(meta["lmbda"])}
+    assert read_metadata(shipped_weights_path("mean-scale-hyperprior", 3))["lmbda"] == "0.0067"
+    assert _training_lambda(create_codec("mbt2018-mean", quality=3)) == 0.0067
+
+
+def test_checkpoint_in_the_old_layout_resumes(data_dir: Path, tmp_path: Path) -> None:
+    straight = read_checkpoint(train(_config(data_dir, tmp_path / "straight", steps=4)))
+    run = tmp_path / "old"
+    ckpt = train(_config(data_dir, run, steps=2))
+    state = torch.load(ckpt, weights_only=True)
+    state["config"] = _flat(read_checkpoint(ckpt)["config"])  # as the old code wrote it
+    write_checkpoint(ckpt, state)
+    assert read_checkpoint(ckpt)["config"] == _config(data_dir, run, steps=2)
+    resumed = read_checkpoint(train(_config(data_dir, run, steps=4)))
+    assert resumed["step"] == 4 and "model" in resumed["config"].to_dict()
+    _assert_same_state(straight["model"], resumed["model"])
+    _assert_same_optimizer(straight["optimizer"], resumed["optimizer"])
+    _assert_same_optimizer(straight["aux_optimizer"], resumed["aux_optimizer"])
+    with pytest.raises(CheckpointError, match=r"objective_args\.lmbda"):
+        train(_config(data_dir, run, steps=5, lmbda=0.5))
 
 
 # -- checkpoint safety -------------------------------------------------------------------------
@@ -378,6 +452,7 @@ def test_export_load_round_trip(data_dir: Path, tmp_path: Path, half: bool) -> N
     meta = read_metadata(path)
     assert meta["arch"] == "mbt2018-mean" and meta["N"] == "8" and meta["M"] == "12"
     assert meta["lmbda"] == "0.0067" and meta["steps"] == "2" and meta["seed"] == "3"
+    assert meta["family"] == "balle" and meta["objective"] == "rd"
     assert meta["data"] == str(data_dir) and float(meta["wall_time_s"]) >= 0
     assert meta["dtype"] == ("float16" if half else "float32")
     assert path.stat().st_mode & 0o044 == (ckpt.stat().st_mode & 0o044)  # umask, not 0600
@@ -443,7 +518,12 @@ def test_cli_train_resume_and_export(data_dir: Path, tmp_path: Path, capsys) -> 
     assert main([*args, "--steps", "2"]) == 0
     assert "step 2/2, finished" in capsys.readouterr().out
     state = read_checkpoint(run / CHECKPOINT_NAME)
-    assert dataclasses.asdict(state["config"])["arch"] == "bmshj2018-factorized"
+    assert dataclasses.asdict(state["config"])["model"] == {
+        "arch": "bmshj2018-factorized",
+        "N": 8,
+        "M": 12,
+    }
+    assert state["config"].objective_args == {"lmbda": 0.01}
     out = tmp_path / "w.safetensors"
     assert main(["export", str(run), str(out), "--half"]) == 0
     assert load_weights(out).config == {"arch": "bmshj2018-factorized", "N": 8, "M": 12}

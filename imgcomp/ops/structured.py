@@ -496,9 +496,10 @@ def recover(
 ) -> RecoverResult:
     """Fine-tune a pruned ``model`` in place with the training objective, then refit quantiles.
 
-    Same step as :mod:`imgcomp.train` (Adam, ``rd_loss``, gradient clipping at 1, aux Adam for
-    the quantiles) on random crops of the training set ``data_dir`` names (a spec of
-    :func:`imgcomp.trainsets.load_training_set`; ``None``: the default set; never Kodak). Afterwards
+    The step is :mod:`imgcomp.train`'s own (:func:`imgcomp.train.objectives.train_step`: Adam,
+    the ``rd`` objective, gradient clipping at 1, aux Adam for the quantiles) on random crops of
+    the training set ``data_dir`` names (a spec of :func:`imgcomp.trainsets.load_training_set`;
+    ``None``: the default set; never Kodak). Afterwards
     ``fit_quantiles`` runs ``quantile_steps`` steps so the coder's ranges follow the new
     densities; the model ends in eval mode on its original device. On the CPU it trains on one
     thread: multi-threaded float sums differ with the thread count and 300 steps amplify that
@@ -506,7 +507,7 @@ def recover(
     or on pytest-xdist (baselines are shared). A codec caches its coding
     tables and fingerprint: wrap the recovered model in a new one (``derive``).
     """
-    from imgcomp.train import PatchSampler, fit_quantiles, rd_forward, rd_loss
+    from imgcomp.train import PatchSampler, fit_quantiles, objectives
     from imgcomp.train.data import step_seed
     from imgcomp.trainsets import load_training_set
 
@@ -520,9 +521,8 @@ def recover(
     dev = torch.device(device)
     sampler = PatchSampler.from_files(list(load_training_set(data_dir).files), patch_size, dev)
     model.to(dev).train()
-    main_params, aux_params = model.main_parameters(), model.aux_parameters()
-    opt = torch.optim.Adam(main_params, lr=lr)
-    aux_opt = torch.optim.Adam(aux_params, lr=1e-3)
+    objective = objectives.RateDistortion(lmbda=lmbda)
+    opts = objectives.make_optimizers(model, lr=lr, aux_lr=1e-3)
     history = []
     try:
         # the caller's RNG is left alone; each step's quantisation noise is seeded like training's
@@ -535,17 +535,8 @@ def recover(
             for step in range(steps):
                 torch.manual_seed(step_seed(seed, step, 1))
                 x = sampler.batch(seed, step, batch_size)
-                out = rd_forward(model, x)
-                loss, mse, bpp = rd_loss(x, out["x_hat"], out["likelihoods"], lmbda)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(main_params, 1.0)
-                opt.step()
-                aux_opt.zero_grad(set_to_none=True)
-                aux = model.aux_loss()
-                aux.backward()
-                aux_opt.step()
-                history.append([float(v.detach()) for v in (loss, mse, bpp)])
+                stats = objectives.train_step(model, opts, x, objective, clip=1.0)
+                history.append([float(stats[k]) for k in ("loss", "mse", "bpp")])
             aux_final = fit_quantiles(model, steps=quantile_steps)
     finally:
         model.eval().to(home)

@@ -1,7 +1,9 @@
 """Training of the learned codecs (Ballé / Minnen models) and export of their weights.
 
 ``train(TrainConfig(...))`` runs or resumes ``<out>/checkpoint.pt``; ``export_weights`` turns a
-checkpoint into a safetensors file that ``load_weights`` rebuilds into a model.
+checkpoint into a safetensors file that ``load_weights`` rebuilds into a model. The objectives
+(``OBJECTIVES``, today ``rd``) and the one optimiser step they share (``train_step``, also used by
+the recovery fine-tuning of structured pruning) live in :mod:`imgcomp.train.objectives`.
 """
 
 from imgcomp.train.checkpoint import (
@@ -14,7 +16,9 @@ from imgcomp.train.checkpoint import (
 from imgcomp.train.config import (
     ARCH_ALIASES,
     RESUME_FREE_FIELDS,
+    TRAIN_FAMILIES,
     TrainConfig,
+    TrainFamily,
     resolve_arch,
     resume_mismatches,
 )
@@ -27,22 +31,41 @@ from imgcomp.train.export import (
     read_metadata,
 )
 from imgcomp.train.loop import LOG_NAME, resolve_device, train
-from imgcomp.train.objective import psnr_from_mse, rd_forward, rd_loss
+from imgcomp.train.objectives import (
+    OBJECTIVES,
+    Objective,
+    Optimizers,
+    RateDistortion,
+    make_objective,
+    make_optimizers,
+    psnr_from_mse,
+    rd_forward,
+    rd_loss,
+    train_step,
+)
 
 __all__ = [
     "ARCH_ALIASES",
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_NAME",
     "LOG_NAME",
+    "OBJECTIVES",
     "RESUME_FREE_FIELDS",
+    "TRAIN_FAMILIES",
     "WEIGHTS_FORMAT",
+    "Objective",
+    "Optimizers",
     "PatchSampler",
+    "RateDistortion",
     "TrainConfig",
+    "TrainFamily",
     "data_fingerprint",
     "export_weights",
     "fit_quantiles",
     "list_training_images",
     "load_weights",
+    "make_objective",
+    "make_optimizers",
     "psnr_from_mse",
     "rd_forward",
     "rd_loss",
@@ -54,5 +77,6 @@ __all__ = [
     "resume_mismatches",
     "step_seed",
     "train",
+    "train_step",
     "write_checkpoint",
 ]

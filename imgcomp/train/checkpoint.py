@@ -59,7 +59,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Load and validate a training checkpoint (file or run directory) onto the CPU.
 
     The returned dict has every field of ``write_checkpoint``'s payload; ``config`` is a
-    :class:`TrainConfig`.
+    :class:`TrainConfig` (also from the flat layout of earlier versions); ``aux_optimizer`` is
+    ``{}`` for a model without auxiliary parameters.
     """
     p = resolve_checkpoint(path)
     data = load_plain(p)

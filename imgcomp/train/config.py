@@ -1,24 +1,34 @@
 """Training configuration: one JSON-serialisable dataclass that names a run completely.
 
-``TrainConfig.to_dict()`` is what a checkpoint stores; ``TrainConfig.from_dict`` rebuilds it and
-``resume_mismatches`` says which fields forbid resuming a checkpoint under a new config.
+A config names the model ``family`` with its ``model`` arguments (Ballé: ``arch``, ``N``, ``M``)
+and the ``objective`` with its ``objective_args`` (``rd``: ``lmbda``). ``TrainConfig.to_dict()``
+is what a checkpoint stores; ``TrainConfig.from_dict`` rebuilds it, also from the flat layout of
+earlier versions (``arch``, ``N``, ``M``, ``lmbda`` at the top level: old checkpoints and the
+``config`` of the shipped weights), and ``resume_mismatches`` says which fields forbid resuming a
+checkpoint under a new config.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
 from imgcomp.errors import UnknownCodecError
-from imgcomp.nn.balle import ARCHITECTURES
+from imgcomp.nn.balle import ARCHITECTURES, build_model
+from imgcomp.train.objectives import Objective, make_objective, objective_args
 from imgcomp.trainsets import default_training_spec
 
 __all__ = [
     "ARCH_ALIASES",
     "RESUME_FREE_FIELDS",
+    "TRAIN_FAMILIES",
     "TrainConfig",
+    "TrainFamily",
     "resolve_arch",
     "resume_mismatches",
 ]
@@ -61,19 +71,75 @@ def resolve_arch(name: str) -> str:
     return key
 
 
+@dataclass(frozen=True)
+class TrainFamily:
+    """How training builds one family's model: its arguments (defaults, checks) and its builder.
+
+    ``normalize`` returns the complete arguments (defaults filled, ValueError / UnknownCodecError
+    when bad), ``build`` the freshly initialised model, ``multiple`` the patch side's divisor.
+    """
+
+    name: str
+    normalize: Callable[[Mapping[str, Any]], dict[str, Any]]
+    build: Callable[[Mapping[str, Any]], nn.Module]
+    multiple: Callable[[Mapping[str, Any]], int]
+
+
+def _balle_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"arch", "N", "M"}`` of a Ballé model: arch resolved, widths positive integers."""
+    unknown = sorted(set(args) - {"arch", "N", "M"})
+    if unknown:
+        raise ValueError(f"unknown balle model arguments: {', '.join(map(str, unknown))}")
+    out = {
+        "arch": resolve_arch(args.get("arch", "mbt2018-mean")),
+        "N": args.get("N", 128),
+        "M": args.get("M", 192),
+    }
+    _check_int("N", out["N"], minimum=1)
+    _check_int("M", out["M"], minimum=1)
+    return out
+
+
+#: Family name (a TrainConfig's ``family``) -> how training builds its model.
+TRAIN_FAMILIES: dict[str, TrainFamily] = {
+    "balle": TrainFamily(
+        name="balle",
+        normalize=_balle_args,
+        build=lambda a: build_model(a["arch"], a["N"], a["M"]),
+        multiple=lambda a: ARCHITECTURES[a["arch"]].downsampling_factor,
+    ),
+}
+
+#: The top-level fields of the layout before ``family`` / ``model`` / ``objective``.
+_FLAT_FIELDS = {"arch": "model", "N": "model", "M": "model", "lmbda": "objective_args"}
+_NESTED_FIELDS = ("family", "model", "objective", "objective_args")
+
+
+def _train_family(name: object) -> TrainFamily:
+    family = TRAIN_FAMILIES.get(name) if isinstance(name, str) else None
+    if family is None:
+        known = ", ".join(sorted(TRAIN_FAMILIES))
+        raise ValueError(f"unknown model family {name!r}; known: {known}")
+    return family
+
+
 @dataclass
 class TrainConfig:
-    """Everything a training run depends on; loss = lmbda * 255**2 * MSE + bpp (CompressAI).
+    """Everything a training run depends on: the family's model, the objective and the schedule.
+
+    ``model`` holds the family's model arguments (Ballé: ``arch``, ``N``, ``M``; missing ones
+    take their defaults), ``objective_args`` the objective's parameters (``rd``: ``lmbda``, with
+    loss = lmbda * 255**2 * MSE + bpp as in CompressAI).
 
     The learning rate drops by ``lr_drop_factor`` for the last ``lr_drop_fraction`` of ``steps``.
     ``max_seconds`` is a wall-clock budget for one ``train()`` call (checkpoint, then stop).
     ``channels_last`` and ``amp`` (bf16 autocast, rate terms kept in float32) apply on CUDA.
     """
 
-    arch: str = "mbt2018-mean"
-    N: int = 128
-    M: int = 192
-    lmbda: float = 0.0067
+    family: str = "balle"
+    model: dict[str, Any] = field(default_factory=dict)
+    objective: str = "rd"
+    objective_args: dict[str, Any] = field(default_factory=dict)
     steps: int = 100_000
     batch_size: int = 16
     patch_size: int = 256
@@ -95,17 +161,26 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        self.arch = resolve_arch(self.arch)
-        positive = ("N", "M", "steps", "batch_size", "patch_size", "checkpoint_every", "log_every")
+        family = _train_family(self.family)
+        for name in ("model", "objective_args"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
+        self.model = family.normalize(self.model)
+        if not isinstance(self.objective, str):
+            raise ValueError(f"objective must be a name, got {self.objective!r}")
+        self.objective_args = objective_args(make_objective(self.objective, self.objective_args))
+        positive = ("steps", "batch_size", "patch_size", "checkpoint_every", "log_every")
         for name in positive:
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("seed", self.seed, minimum=0)
         if self.num_threads is not None:
             _check_int("num_threads", self.num_threads, minimum=1)
-        factor = ARCHITECTURES[self.arch].downsampling_factor
+        factor = family.multiple(self.model)
         if self.patch_size % factor:
-            raise ValueError(f"patch_size must be a multiple of {factor} for {self.arch}")
-        for name in ("lmbda", "lr", "aux_lr", "clip_max_norm"):
+            raise ValueError(
+                f"patch_size must be a multiple of {factor} for {self.family} {self.model}"
+            )
+        for name in ("lr", "aux_lr", "clip_max_norm"):
             _check_float(name, getattr(self, name), low=0.0, low_open=True)
         _check_float("lr_drop_fraction", self.lr_drop_fraction, low=0.0, high=1.0)
         _check_float("lr_drop_factor", self.lr_drop_factor, low=0.0, high=1.0, low_open=True)
@@ -127,13 +202,31 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        """Inverse of :meth:`to_dict`; unknown keys raise ValueError."""
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`, also of the old flat layout; unknown keys: ValueError."""
+        data = dict(data)
+        flat = sorted(set(data) & set(_FLAT_FIELDS))
+        if flat:  # written before family / model / objective existed: always a Ballé rd run
+            nested = sorted(set(data) & set(_NESTED_FIELDS))
+            if nested:
+                raise ValueError(f"TrainConfig mixes the old fields {flat} with {nested}")
+            data["family"], data["objective"] = "balle", "rd"
+            data["model"], data["objective_args"] = {}, {}
+            for key in flat:
+                data[_FLAT_FIELDS[key]][key] = data.pop(key)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"unknown TrainConfig fields: {', '.join(map(str, unknown))}")
         return cls(**data)
+
+    def make_objective(self) -> Objective:
+        """The objective this run trains for, with its arguments."""
+        return make_objective(self.objective, self.objective_args)
+
+    def build_model(self) -> nn.Module:
+        """A freshly initialised model of the family (seed torch first for reproducibility)."""
+        return _train_family(self.family).build(self.model)
 
     def lr_at(self, step: int) -> float:
         """Main learning rate for the 0-based ``step``: dropped in the last fraction of steps."""
@@ -142,13 +235,23 @@ class TrainConfig:
 
 
 def resume_mismatches(saved: TrainConfig, new: TrainConfig) -> list[str]:
-    """Human-readable ``field: saved -> new`` for each field that forbids resuming."""
+    """Human-readable ``field: saved -> new`` for each field that forbids resuming.
+
+    A difference inside ``model`` or ``objective_args`` names the argument (``model.N: 8 -> 16``).
+    """
     out = []
     for f in dataclasses.fields(TrainConfig):
         if f.name in RESUME_FREE_FIELDS:
             continue
         old, cur = getattr(saved, f.name), getattr(new, f.name)
-        if old != cur:
+        if old == cur:
+            continue
+        if isinstance(old, dict) and isinstance(cur, dict):
+            for key in sorted(set(old) | set(cur), key=str):
+                a, b = old.get(key, "(unset)"), cur.get(key, "(unset)")
+                if a != b:
+                    out.append(f"{f.name}.{key}: {a!r} -> {b!r}")
+        else:
             out.append(f"{f.name}: {old!r} -> {cur!r}")
     return out
 

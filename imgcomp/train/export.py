@@ -27,6 +27,12 @@ __all__ = ["WEIGHTS_FORMAT", "export_weights", "fit_quantiles", "load_weights", 
 
 WEIGHTS_FORMAT = "imgcomp.weights/1"
 
+#: Metadata keys export writes besides the model's and the objective's arguments.
+_FIXED_METADATA = frozenset(
+    {"format", "family", "objective", "steps", "target_steps", "finished", "seed", "data"}
+    | {"data_fingerprint", "wall_time_s", "config", "dtype", "quantile_fit_steps", "aux_loss"}
+)
+
 
 def _float32_keys(model: BalleModel) -> set[str]:
     """State-dict keys kept in float32 even in half exports (entropy-model tensors)."""
@@ -66,18 +72,22 @@ def _source(checkpoint: str | os.PathLike[str]) -> tuple[BalleModel, dict[str, s
         return load_weights(checkpoint), dict(read_metadata(checkpoint))
     state = read_checkpoint(checkpoint)
     config = state["config"]
-    model = build_model(config.arch, config.N, config.M)
+    model = config.build_model()
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, ValueError, KeyError) as exc:
         where = resolve_checkpoint(checkpoint)
-        raise CheckpointError(f"{where}: weights do not fit {config.arch}: {exc}") from None
+        raise CheckpointError(
+            f"{where}: weights do not fit {config.family} {config.model}: {exc}"
+        ) from None
+    # the model's and the objective's arguments at the top level (Ballé rd: arch, N, M, lmbda),
+    # as before the config nested them: load_weights and the recovery lambda read them there
     metadata = {
         "format": WEIGHTS_FORMAT,
-        "arch": config.arch,
-        "N": str(config.N),
-        "M": str(config.M),
-        "lmbda": repr(config.lmbda),
+        "family": config.family,
+        **{k: str(v) for k, v in config.model.items()},
+        "objective": config.objective,
+        **{k: repr(v) for k, v in config.objective_args.items()},
         "steps": str(state["step"]),
         "target_steps": str(config.steps),
         "finished": str(state["finished"]).lower(),
@@ -87,6 +97,9 @@ def _source(checkpoint: str | os.PathLike[str]) -> tuple[BalleModel, dict[str, s
         "wall_time_s": f"{state['elapsed']:.1f}",
         "config": json.dumps(config.to_dict(), sort_keys=True),
     }
+    clash = (set(config.model) | set(config.objective_args)) & _FIXED_METADATA
+    if clash or set(config.model) & set(config.objective_args):
+        raise CheckpointError(f"model or objective arguments clash with metadata keys: {clash}")
     return model, metadata
 
 
@@ -101,9 +114,10 @@ def export_weights(
 
     ``checkpoint`` may also be an exported ``.safetensors`` file (to re-export it, e.g. in
     float16). With ``fit_quantile_steps`` the density quantiles are refined first
-    (:func:`fit_quantiles`). Metadata (all strings): format, arch, N, M, lmbda, steps (reached),
-    target_steps, finished, seed, data, data_fingerprint, wall_time_s, dtype, config (JSON of
-    the whole TrainConfig), and quantile_fit_steps / aux_loss when quantiles were refined.
+    (:func:`fit_quantiles`). Metadata (all strings): format, family, the model's arguments
+    (Ballé: arch, N, M), objective, its arguments (rd: lmbda), steps (reached), target_steps,
+    finished, seed, data, data_fingerprint, wall_time_s, dtype, config (JSON of the whole
+    TrainConfig), and quantile_fit_steps / aux_loss when quantiles were refined.
     """
     model, metadata = _source(checkpoint)
     if fit_quantile_steps > 0:

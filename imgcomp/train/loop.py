@@ -1,4 +1,4 @@
-"""``train(config)``: rate-distortion training of a Ballé-style model, resumable and reproducible.
+"""``train(config)``: training of a family's model under its objective, resumable and reproducible.
 
 Randomness is derived from ``(seed, step)`` at every step (crops from their own generator, the
 quantisation noise from reseeding torch's generators), so no RNG state needs saving and a resumed
@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from imgcomp.errors import CheckpointError, ImgcompError
 from imgcomp.fsutil import atomic_write_text
-from imgcomp.nn.balle import BalleModel, build_model
+from imgcomp.train import objectives
 from imgcomp.train.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -30,7 +30,6 @@ from imgcomp.train.checkpoint import (
 )
 from imgcomp.train.config import TrainConfig, resume_mismatches
 from imgcomp.train.data import PatchSampler, step_seed
-from imgcomp.train.objective import psnr_from_mse, rd_forward, rd_loss
 from imgcomp.trainsets import load_training_set
 
 __all__ = ["LOG_NAME", "resolve_device", "train"]
@@ -88,18 +87,20 @@ def train(config: TrainConfig) -> Path:
         rng_devices = [device.index if device.index is not None else torch.cuda.current_device()]
     with torch.random.fork_rng(devices=rng_devices), _stop_on_signals() as signals:
         torch.manual_seed(config.seed)
-        model = build_model(config.arch, config.N, config.M)
+        model = config.build_model()
         model.to(device)
         if cuda and config.channels_last:
             model.to(memory_format=torch.channels_last)
-        main_params, aux_params = model.main_parameters(), model.aux_parameters()
-        opt = torch.optim.Adam(main_params, lr=config.lr, fused=cuda or None)
-        aux_opt = torch.optim.Adam(aux_params, lr=config.aux_lr, fused=cuda or None)
+        objective = config.make_objective()
+        opts = objectives.make_optimizers(model, config.lr, config.aux_lr, fused=cuda or None)
         if state is not None:
             try:
                 model.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-                aux_opt.load_state_dict(state["aux_optimizer"])
+                opts.main.load_state_dict(state["optimizer"])
+                if opts.aux is not None:
+                    opts.aux.load_state_dict(state["aux_optimizer"])
+                elif state["aux_optimizer"]:
+                    raise ValueError("the checkpoint has an aux optimizer, the model no aux params")
             except (RuntimeError, ValueError, KeyError) as exc:
                 raise CheckpointError(f"{ckpt_path}: state does not fit the model: {exc}") from None
             _truncate_log(out / LOG_NAME, start_step)
@@ -116,12 +117,12 @@ def train(config: TrainConfig) -> Path:
                 "num_images": len(files),
                 "torch_version": str(torch.__version__),
                 "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-                "optimizer": opt.state_dict(),
-                "aux_optimizer": aux_opt.state_dict(),
+                "optimizer": opts.main.state_dict(),
+                "aux_optimizer": opts.aux.state_dict() if opts.aux is not None else {},
             }
             write_checkpoint(ckpt_path, payload)
 
-        logger = _Logger(out / LOG_NAME, config)
+        logger = _Logger(out / LOG_NAME, config, objective)
         bar = tqdm(
             total=config.steps,
             initial=start_step,
@@ -133,7 +134,7 @@ def train(config: TrainConfig) -> Path:
         step = start_step
         try:
             while step < config.steps:
-                logger.add(_train_step(model, opt, aux_opt, main_params, sampler, config, step))
+                logger.add(_train_step(model, opts, objective, sampler, config, step))
                 step += 1
                 bar.update(1)
                 over_time = (
@@ -145,11 +146,8 @@ def train(config: TrainConfig) -> Path:
                 if step % config.log_every == 0 or stop or done:
                     record = logger.write(step, base_elapsed + time.monotonic() - t_start)
                     if record is not None:
-                        bar.set_postfix(
-                            loss=f"{record['loss']:.4f}",
-                            bpp=f"{record['bpp']:.3f}",
-                            psnr=f"{record['psnr']:.2f}",
-                        )
+                        shown = ("loss", *objective.progress_keys)
+                        bar.set_postfix({k: f"{record[k]:.4g}" for k in shown if k in record})
                 if step % config.checkpoint_every == 0 or stop or done:
                     save(step, finished=done)
                 if stop and not done:
@@ -179,68 +177,63 @@ def _check_resume(state: dict[str, Any], config: TrainConfig, fingerprint: str, 
 
 
 def _train_step(
-    model: BalleModel,
-    opt: torch.optim.Optimizer,
-    aux_opt: torch.optim.Optimizer,
-    main_params: list[torch.nn.Parameter],
+    model: torch.nn.Module,
+    opts: objectives.Optimizers,
+    objective: objectives.Objective,
     sampler: PatchSampler,
     config: TrainConfig,
     step: int,
-) -> torch.Tensor:
-    """One optimiser step of the main and the aux (quantile) parameters at 0-based ``step``.
+) -> dict[str, torch.Tensor]:
+    """:func:`objectives.train_step` on the batch and noise of the 0-based ``step``, at its lr.
 
-    Returns ``[loss, mse, bpp, aux]`` (detached, on the device: no synchronisation here).
+    Returns the step's statistics (detached, on the device: no synchronisation here).
     """
     lr = config.lr_at(step)
-    for group in opt.param_groups:
+    for group in opts.main.param_groups:
         group["lr"] = lr
     x = sampler.batch(config.seed, step, config.batch_size)
     if x.is_cuda and config.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     torch.manual_seed(step_seed(config.seed, step, 1))  # the quantisation noise of this step
-    opt.zero_grad(set_to_none=True)
-    out = rd_forward(model, x, amp=config.amp)
-    loss, mse, bpp = rd_loss(x, out["x_hat"], out["likelihoods"], config.lmbda)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(main_params, config.clip_max_norm)
-    opt.step()
-    aux_opt.zero_grad(set_to_none=True)
-    aux = model.aux_loss()
-    aux.backward()
-    aux_opt.step()
-    return torch.stack([loss.detach(), mse.detach(), bpp.detach(), aux.detach()])
+    return objectives.train_step(model, opts, x, objective, config.clip_max_norm, amp=config.amp)
 
 
 class _Logger:
-    """Averages the per-step statistics since the last line; appends one JSON line per call."""
+    """Averages the per-step statistics since the last line; appends one JSON line per call.
 
-    def __init__(self, path: Path, config: TrainConfig) -> None:
-        self.path, self.config = path, config
+    A line holds the step, the loss, the objective's metrics and derived fields, ``aux`` (when
+    the model has auxiliary parameters), the lr, the elapsed time and the throughput.
+    """
+
+    def __init__(self, path: Path, config: TrainConfig, objective: objectives.Objective) -> None:
+        self.path, self.config, self.objective = path, config, objective
         self.last_time = time.monotonic()
-        self.stats: list[torch.Tensor] = []
+        self.stats: list[dict[str, torch.Tensor]] = []
 
-    def add(self, stats: torch.Tensor) -> None:
+    def add(self, stats: dict[str, torch.Tensor]) -> None:
         self.stats.append(stats)
 
     def write(self, step: int, elapsed: float) -> dict[str, Any] | None:
         if not self.stats:
             return None
         n = len(self.stats)
-        loss, mse, bpp, aux = torch.stack(self.stats).double().mean(0).tolist()  # one sync
+        keys = list(self.stats[0])
+        rows = torch.stack([torch.stack([s[k] for k in keys]) for s in self.stats])
+        means = dict(zip(keys, rows.double().mean(0).tolist(), strict=True))  # one sync
         self.stats.clear()
-        if not all(map(math.isfinite, (loss, mse, bpp, aux))):
+        if not all(map(math.isfinite, means.values())):
             raise ImgcompError(
-                f"training diverged before step {step} (loss {loss}, aux {aux}); the last "
-                "checkpoint is kept: lower lr or resume with another seed"
+                f"training diverged before step {step} (loss {means['loss']}, aux "
+                f"{means.get('aux')}); the last checkpoint is kept: lower lr or resume with "
+                "another seed"
             )
         now = time.monotonic()
+        aux = {"aux": means.pop("aux")} if "aux" in means else {}
         record = {
             "step": step,
-            "loss": loss,
-            "mse": mse,
-            "bpp": bpp,
-            "psnr": psnr_from_mse(mse),
-            "aux": aux,
+            **means,
+            **self.objective.derived(means),
+            **aux,
             "lr": self.config.lr_at(step - 1),
             "elapsed": round(elapsed, 3),
             "images_per_s": round(n * self.config.batch_size / max(now - self.last_time, 1e-9), 3),

@@ -1,0 +1,217 @@
+"""Training objectives and the one optimiser step that every training path runs.
+
+An :class:`Objective` names what a model is trained for: its ``forward`` (the training-mode pass)
+and its ``loss`` (a scalar plus named metrics). :func:`train_step` is the single step shared by
+``imgcomp.train`` and the recovery fine-tuning of structured pruning: the main step (gradient
+clipping included), then, when the model has auxiliary parameters (the entropy models' quantiles),
+their step on ``model.aux_loss()``. ``OBJECTIVES`` maps a config's ``objective`` name to its class;
+today ``rd``, CompressAI's rate-distortion loss.
+
+``rd_forward`` runs a Ballé model's own steps with bf16 autocast limited to the transforms ``g_a``
+and ``g_s``: the hyper transforms and all likelihoods stay in float32, where rate precision lives.
+With ``amp=False`` it is bit-identical to ``model(x)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from imgcomp.nn.balle import BalleModel, FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
+
+__all__ = [
+    "OBJECTIVES",
+    "Objective",
+    "Optimizers",
+    "RateDistortion",
+    "make_objective",
+    "make_optimizers",
+    "objective_args",
+    "psnr_from_mse",
+    "rd_forward",
+    "rd_loss",
+    "split_parameters",
+    "train_step",
+]
+
+
+@runtime_checkable
+class Objective(Protocol):
+    """What a model is trained for: a name, its parameters (dataclass fields), forward and loss.
+
+    ``loss`` returns the scalar to minimise and named float32 scalar metrics (logged, averaged);
+    ``derived`` turns averaged metrics into further log fields; ``progress_keys`` are the fields
+    the progress bar shows besides the loss.
+    """
+
+    name: ClassVar[str]
+    progress_keys: ClassVar[tuple[str, ...]]
+
+    def forward(self, model: nn.Module, x: Tensor, amp: bool = False) -> dict[str, Any]:
+        """Training-mode forward pass of ``model`` on the batch ``x``."""
+        ...
+
+    def loss(self, x: Tensor, out: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(loss, metrics)`` of the forward output ``out`` for the batch ``x``."""
+        ...
+
+    def derived(self, means: Mapping[str, float]) -> dict[str, float]:
+        """Log fields computed from the averaged metrics (e.g. PSNR from MSE)."""
+        ...
+
+
+def rd_forward(model: BalleModel, x: Tensor, amp: bool = False) -> dict[str, Any]:
+    """Training-mode forward: ``{"x_hat": float32, "likelihoods": {name: float32}}``."""
+    model.check_input(x)
+    dev = x.device.type
+    fast = torch.autocast(dev, dtype=torch.bfloat16, enabled=amp)
+    exact = torch.autocast(dev, enabled=False)
+    with fast:
+        y = model.analysis(x)
+    with exact:
+        y = y.float()
+        if isinstance(model, (ScaleHyperprior, MeanScaleHyperprior)):
+            z = model.hyper_analysis(y)
+            z_hat, z_lik = model.z_prior(z)
+            scales, means = model.hyper_synthesis(z_hat)
+            y_hat, y_lik = model.y_conditional(y, scales, means)
+            likelihoods = {"y": y_lik, "z": z_lik}
+        elif isinstance(model, FactorizedPrior):
+            y_hat, y_lik = model.y_prior(y)
+            likelihoods = {"y": y_lik}
+        else:
+            raise TypeError(f"no training forward for {type(model).__name__}")
+    with fast:
+        x_hat = model.synthesis(y_hat)
+    return {"x_hat": x_hat.float(), "likelihoods": likelihoods}
+
+
+def rd_loss(
+    x: Tensor, x_hat: Tensor, likelihoods: dict[str, Tensor], lmbda: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """``(loss, mse, bpp)`` with ``loss = lmbda * 255**2 * mse + bpp``, all float32 scalars.
+
+    ``bpp = sum(-log2 likelihoods) / (B * H * W)``; mse is over [0, 1] pixel values.
+    """
+    b, _, h, w = x.shape
+    bits = sum((-torch.log2(lik.float())).sum() for lik in likelihoods.values())
+    bpp = bits / (b * h * w)
+    mse = torch.mean((x_hat.float() - x.float()) ** 2)
+    return lmbda * 255.0**2 * mse + bpp, mse, bpp
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of a mean squared error over [0, 1] values (inf for 0)."""
+    return math.inf if mse <= 0 else -10.0 * math.log10(mse)
+
+
+@dataclass(frozen=True)
+class RateDistortion:
+    """``rd``: ``lmbda * 255**2 * MSE + bpp`` (CompressAI's convention) on :func:`rd_forward`."""
+
+    name: ClassVar[str] = "rd"
+    progress_keys: ClassVar[tuple[str, ...]] = ("bpp", "psnr")
+
+    lmbda: float = 0.0067
+
+    def __post_init__(self) -> None:
+        v = self.lmbda
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v == v and v > 0):
+            raise ValueError(f"lmbda must be a number > 0.0, got {v!r}")
+
+    def forward(self, model: nn.Module, x: Tensor, amp: bool = False) -> dict[str, Any]:
+        """:func:`rd_forward`."""
+        return rd_forward(model, x, amp=amp)  # type: ignore[arg-type]
+
+    def loss(self, x: Tensor, out: dict[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
+        """:func:`rd_loss`, with ``mse`` and ``bpp`` as metrics."""
+        loss, mse, bpp = rd_loss(x, out["x_hat"], out["likelihoods"], self.lmbda)
+        return loss, {"mse": mse, "bpp": bpp}
+
+    def derived(self, means: Mapping[str, float]) -> dict[str, float]:
+        """``psnr`` of the averaged ``mse``."""
+        return {"psnr": psnr_from_mse(means["mse"])}
+
+
+#: Objective name (a TrainConfig's ``objective``) -> its class; a family's objective adds itself.
+OBJECTIVES: dict[str, type] = {"rd": RateDistortion}
+
+
+def make_objective(name: str, args: Mapping[str, Any] | None = None) -> Objective:
+    """The objective ``name`` built with ``args``; ValueError for an unknown name or argument."""
+    cls = OBJECTIVES.get(name)
+    if cls is None:
+        raise ValueError(f"unknown objective {name!r}; known: {', '.join(sorted(OBJECTIVES))}")
+    args = dict(args or {})
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(args) - fields)
+    if unknown:
+        raise ValueError(f"unknown arguments of objective {name!r}: {', '.join(map(str, unknown))}")
+    return cls(**args)
+
+
+def objective_args(objective: Objective) -> dict[str, Any]:
+    """The parameters of ``objective`` as a plain dict (what a config stores)."""
+    return dataclasses.asdict(objective)  # type: ignore[call-overload]
+
+
+def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """``(main, aux)`` parameters: the model's own split when it has one, else all are main."""
+    if hasattr(model, "main_parameters") and hasattr(model, "aux_parameters"):
+        return list(model.main_parameters()), list(model.aux_parameters())
+    return list(model.parameters()), []
+
+
+@dataclass
+class Optimizers:
+    """The main optimiser (and the parameters it clips) and the auxiliary one, if any."""
+
+    main: torch.optim.Optimizer
+    main_params: list[nn.Parameter]
+    aux: torch.optim.Optimizer | None = None
+
+
+def make_optimizers(
+    model: nn.Module, lr: float, aux_lr: float, fused: bool | None = None
+) -> Optimizers:
+    """Adam over the main parameters, and over the auxiliary ones only when the model has some."""
+    main_params, aux_params = split_parameters(model)
+    main = torch.optim.Adam(main_params, lr=lr, fused=fused)
+    aux = torch.optim.Adam(aux_params, lr=aux_lr, fused=fused) if aux_params else None
+    return Optimizers(main, main_params, aux)
+
+
+def train_step(
+    model: nn.Module,
+    optimizers: Optimizers,
+    x: Tensor,
+    objective: Objective,
+    clip: float,
+    amp: bool = False,
+) -> dict[str, Tensor]:
+    """One optimiser step on the batch ``x``: main (gradients clipped to ``clip``), then aux.
+
+    Returns ``{"loss", *metrics, "aux"}`` (``aux`` only with an auxiliary optimiser), detached
+    and on the device: no synchronisation here. The caller seeds the step's noise.
+    """
+    opt = optimizers.main
+    opt.zero_grad(set_to_none=True)
+    out = objective.forward(model, x, amp=amp)
+    loss, metrics = objective.loss(x, out)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(optimizers.main_params, clip)
+    opt.step()
+    stats = {"loss": loss.detach(), **{k: v.detach() for k, v in metrics.items()}}
+    if optimizers.aux is not None:
+        optimizers.aux.zero_grad(set_to_none=True)
+        aux = model.aux_loss()
+        aux.backward()
+        optimizers.aux.step()
+        stats["aux"] = aux.detach()
+    return stats
