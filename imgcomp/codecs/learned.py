@@ -1,63 +1,76 @@
-"""Ballé-family learned codecs (factorized, scale hyperprior, mean-scale) as real bitstream codecs.
+"""Learned codecs as real bitstream codecs: a model's transforms around a latent codec.
 
 Encoding pads the image to the model's downsampling factor (edge replication, bottom/right),
-quantizes the latents exactly as the model does in eval mode and entropy-codes the integer
-symbols with constriction (:mod:`imgcomp.entropy`): one section for ``y`` (factorized model) or
-three for hyperpriors: ``z``, ``y`` and a 4-byte checksum of the scale-table indexes the decoder
-must rebuild from ``z`` (computed on one CPU thread, :mod:`imgcomp.nn.determinism`; a mismatch
-raises CodecMismatchError rather than decoding garbage). Decoding re-derives the same tables, so
+runs the analysis transform and hands the latents to the codec's latent codec
+(:mod:`imgcomp.codecs.latent`), which quantizes them exactly as the model does in eval mode and
+entropy-codes them into payload sections (Ballé models: one section for ``y`` of the factorized
+prior; ``z``, ``y`` and a 4-byte scale-table index checksum for hyperpriors). Decoding rebuilds
+the quantized latents from the sections and runs the synthesis transform, so
 ``decode(encode(x))`` equals :meth:`LearnedCodec.reconstruct`, the model's own quantized
-reconstruction.
+reconstruction. Which latent codec a model gets is :func:`balle_latent`'s one decision.
 """
 
 from __future__ import annotations
 
 import hashlib
-import zlib
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from imgcomp.bitstream import ParamValue, StreamHeader
 from imgcomp.codecs.base import ContainerCodec
-from imgcomp.entropy import FactorizedCoder, GaussianCoder
-from imgcomp.errors import BitstreamError, CodecMismatchError
+from imgcomp.codecs.latent import FactorizedLatent, HyperpriorLatent, LatentCodec, LatentFactory
 from imgcomp.images import validate_rgb8
 from imgcomp.nn.balle import BalleModel, FactorizedPrior
-from imgcomp.nn.density import FactorizedDensity
 
 
 class LearnedCodec(ContainerCodec):
-    """A :class:`BalleModel` wrapped as a codec.
+    """A model (``analysis`` / ``synthesis`` transforms) and a latent codec, wrapped as a codec.
 
     ``name`` is the registry name the stream records and ``params`` what rebuilds the codec
     through the registry (e.g. ``{"quality": 3}``). ``ops`` lists compression ops applied to the
     model (pruning, quantization); they enter the fingerprint, so streams of a modified model
-    decode only with that model.
+    decode only with that model. ``latent`` builds the latent codec from the model (default
+    :func:`balle_latent`); it is rebuilt for every derived model, so ops keep it.
     """
 
     def __init__(
         self,
-        model: BalleModel,
+        model: nn.Module,
         name: str,
         params: dict[str, ParamValue] | None = None,
         device: str | torch.device = "cpu",
         ops: tuple[str, ...] = (),
+        latent: LatentFactory | None = None,
     ) -> None:
         super().__init__(**(params or {}))
         self.name = name
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         self.ops = tuple(ops)
-        self._coders: tuple[Any, ...] | None = None
+        self.latent_factory: LatentFactory = latent if latent is not None else balle_latent
+        self.latent: LatentCodec = self.latent_factory(self.model)
         self._fingerprint_cache: bytes | None = None
+
+    def derive(self, model: nn.Module, op: str) -> LearnedCodec:
+        """A codec of this codec's type around ``model`` with ``op`` appended to its ops (what
+        every compression op returns); subclasses with another constructor override it."""
+        return type(self)(
+            model,
+            self.name,
+            self.params,
+            device=self.device,
+            ops=(*self.ops, op),
+            latent=self.latent_factory,
+        )
 
     # -- identity ------------------------------------------------------------------------------
     @property
     def components(self) -> dict[str, list[torch.nn.Module]]:
-        """The model's parts by role: ``encoder``, ``decoder``, ``entropy``."""
+        """The model's parts by role (Ballé: ``encoder``, ``decoder``, ``entropy``)."""
         return self.model.components
 
     def fingerprint_material(self) -> bytes:
@@ -73,26 +86,16 @@ class LearnedCodec(ContainerCodec):
                     t = t.dequantize()
                 t = t.contiguous().reshape(-1)  # 0-dim and channels_last tensors too
                 h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-            for coder in self.coders:
-                for freqs in getattr(coder, "freqs", []):
-                    h.update(np.ascontiguousarray(freqs).tobytes())
+            for freqs in self.latent.tables():
+                h.update(np.ascontiguousarray(freqs).tobytes())
             h.update(repr(self.ops).encode())
             self._fingerprint_cache = h.digest()
         return self._fingerprint_cache
 
-    # -- entropy coders ------------------------------------------------------------------------
     @property
     def coders(self) -> tuple[Any, ...]:
-        """(y coder,) for the factorized model, (z coder, y coder) for hyperpriors; built once."""
-        if self._coders is None:
-            if isinstance(self.model, FactorizedPrior):
-                self._coders = (_factorized_coder(self.model.y_prior),)
-            else:
-                gc = self.model.y_conditional
-                table = gc.scale_table.detach().cpu().double().numpy()
-                y_coder = GaussianCoder(table, tail_mass=gc.tail_mass)
-                self._coders = (_factorized_coder(self.model.z_prior), y_coder)
-        return self._coders
+        """The latent codec's entropy coders (Ballé: (y coder,) or (z coder, y coder))."""
+        return tuple(getattr(self.latent, "coders", ()))
 
     # -- tensors -------------------------------------------------------------------------------
     def _to_input(self, img: np.ndarray) -> torch.Tensor:
@@ -108,70 +111,54 @@ class LearnedCodec(ContainerCodec):
         torch.clamp(x, 0, 1, out=out)
         return out.mul_(255).round_().to(torch.uint8).cpu().numpy()
 
-    def _latent_shape(self, header: StreamHeader, factor: int, channels: int) -> tuple[int, ...]:
-        f = self.model.downsampling_factor
-        hp, wp = -(-header.height // f) * f, -(-header.width // f) * f
-        return (channels, hp // factor, wp // factor)
+    def _latent_hw(self, header: StreamHeader) -> tuple[int, int]:
+        """Spatial size of the coded latents of an image of the header's size."""
+        f, s = self.model.downsampling_factor, self.latent.stride
+        return (-(-header.height // f) * f // s, -(-header.width // f) * f // s)
+
+    def _analysis(self, img: np.ndarray) -> torch.Tensor:
+        return self.model.analysis(self._to_input(img))
 
     # -- codec ---------------------------------------------------------------------------------
     @torch.inference_mode()
     def reconstruct(self, img: np.ndarray) -> np.ndarray:
         """The model's own quantized reconstruction (no entropy coding): what decode must give."""
         img = validate_rgb8(img)
-        lat = self.model.quantize_latents(self._to_input(img))
-        return self._to_image(self.model.synthesis(lat["y_hat"]), *img.shape[:2])
+        y_hat = self.latent.quantize(self._analysis(img)).latents
+        return self._to_image(self.model.synthesis(y_hat), *img.shape[:2])
 
     @torch.inference_mode()
     def estimated_bits(self, img: np.ndarray) -> float:
         """The model's own rate estimate: sum of -log2 likelihoods of the quantized latents."""
-        lat = self.model.quantize_latents(self._to_input(validate_rgb8(img)))
-        return sum(
-            float(-torch.log2(v.double()).sum())
-            for k, v in lat.items()
-            if k.endswith("likelihoods")
-        )
+        q = self.latent.quantize(self._analysis(validate_rgb8(img)))
+        return sum(float(-torch.log2(v.double()).sum()) for v in q.likelihoods)
 
     @torch.inference_mode()
     def encode_sections(self, img: np.ndarray) -> list[bytes]:
-        lat = self.model.quantize_latents(self._to_input(img))
-        y_sym = lat["y_symbols"][0].cpu().numpy()
-        if len(self.coders) == 1:
-            return [self.coders[0].encode(y_sym)]
-        z_coder, y_coder = self.coders
-        indexes = lat["indexes"][0].cpu().numpy()
-        z_bytes = z_coder.encode(lat["z_symbols"][0].cpu().numpy())
-        y_bytes = y_coder.encode(y_sym.reshape(-1), indexes.reshape(-1))
-        return [z_bytes, y_bytes, _index_check(indexes)]
+        return self.latent.encode(self._analysis(img))
 
     @torch.inference_mode()
     def decode_sections(self, sections: list[bytes], header: StreamHeader) -> np.ndarray:
-        expected = 1 if len(self.coders) == 1 else 3  # hyperpriors: z, y, index check
-        if len(sections) != expected:
-            raise BitstreamError(
-                f"{self.name} stream must have {expected} sections, has {len(sections)}"
-            )
-        model = self.model
-        if len(self.coders) == 1:
-            shape = self._latent_shape(header, 16, model.M)
-            y_sym = self.coders[0].decode(sections[0], shape)
-            x_hat = model.decode_symbols(torch.from_numpy(y_sym)[None].to(self.device))
-        else:
-            z_coder, y_coder = self.coders
-            z_shape = self._latent_shape(header, 64, model.N)
-            z_sym = torch.from_numpy(z_coder.decode(sections[0], z_shape))[None]
-            hyper = model.hyper_decode(z_sym.to(self.device))
-            indexes = hyper["indexes"][0].cpu().numpy()
-            if _index_check(indexes) != sections[2]:
-                raise CodecMismatchError(
-                    "this decoder's entropy parameters differ from the encoder's (scale-table "
-                    "index checksum mismatch): the stream is corrupt, or this machine's float "
-                    "arithmetic does not reproduce the encoder's hyperprior (another CPU "
-                    "instruction set or device); decode where it was encoded"
-                )
-            y_sym = y_coder.decode(sections[1], indexes.reshape(-1)).reshape(indexes.shape)
-            y_sym_t = torch.from_numpy(np.ascontiguousarray(y_sym))[None].to(self.device)
-            x_hat = model.decode_symbols(y_sym_t, hyper.get("means"))
-        return self._to_image(x_hat, header.height, header.width)
+        y_hat = self.latent.decode(sections, self._latent_hw(header), self.device)
+        return self._to_image(self.model.synthesis(y_hat), header.height, header.width)
+
+
+def balle_latent(model: nn.Module) -> LatentCodec:
+    """The latent codec of a Ballé model: factorized prior -> :class:`FactorizedLatent`,
+    (mean-)scale hyperprior -> :class:`HyperpriorLatent` (the one place that tells them apart;
+    a model family will declare it)."""
+    if isinstance(model, FactorizedPrior):
+        return FactorizedLatent(model.y_prior, stride=16)
+    if isinstance(model, BalleModel):
+        return HyperpriorLatent(
+            model.hyper_analysis,
+            model.z_prior,
+            model.entropy_parameters,
+            model.y_conditional,
+            stride=16,
+            hyper_stride=4,
+        )
+    raise TypeError(f"no latent codec for {type(model).__name__}; pass latent=")
 
 
 def model_input(img: np.ndarray, factor: int, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -187,16 +174,3 @@ def model_input(img: np.ndarray, factor: int, device: str | torch.device = "cpu"
     if pad_h or pad_w:
         x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
     return x
-
-
-def _index_check(indexes: np.ndarray) -> bytes:
-    """4-byte CRC32 of the scale-table indexes: the decoder rebuilds them from z and compares, so
-    entropy parameters that differ from the encoder's fail loudly instead of decoding garbage."""
-    data = np.ascontiguousarray(indexes, dtype="<i4").tobytes()
-    return zlib.crc32(data).to_bytes(4, "little")
-
-
-def _factorized_coder(density: FactorizedDensity) -> FactorizedCoder:
-    table = density.pmf_table()
-    pmfs = [table.pmf[c, : int(n)] for c, n in enumerate(table.length)]
-    return FactorizedCoder.from_pmfs(pmfs, table.lo, table.tail_mass)

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgcomp.entropy.stream import MAX_SYMBOLS, close_decoder, new_encoder, open_decoder, to_bytes
+from imgcomp.entropy.stream import (
+    MAX_SYMBOLS,
+    close_decoder,
+    decoding_errors,
+    new_encoder,
+    open_decoder,
+    to_bytes,
+)
 from imgcomp.entropy.tables import categorical_model
 from imgcomp.errors import BitstreamError
 
@@ -54,11 +61,7 @@ class BinaryCoder:
         if not 1 <= q < (1 << _P_BITS):
             raise BitstreamError(f"invalid bit probability {q}")
         coder = open_decoder(raw[_HEADER:])
-        try:
+        with decoding_errors():
             bits = coder.decode(self._model(q), int(n)) if n else np.zeros(0, np.int32)
             close_decoder(coder)
-        except BitstreamError:
-            raise
-        except Exception as exc:
-            raise BitstreamError(f"entropy decoding failed: {exc}") from exc
         return bits.astype(np.uint8)

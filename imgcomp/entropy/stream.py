@@ -16,7 +16,8 @@ n (1..32, fixed model ~ 2**-n, so Elias-gamma-like) and its n-1 low bits (unifor
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import constriction
 import numpy as np
@@ -166,6 +167,17 @@ def encode_grouped(
     return to_bytes(coder)
 
 
+@contextmanager
+def decoding_errors() -> Iterator[None]:
+    """Whatever constriction raises on hostile data becomes a BitstreamError (ours pass)."""
+    try:
+        yield
+    except BitstreamError:
+        raise
+    except Exception as exc:
+        raise BitstreamError(f"entropy decoding failed: {exc}") from exc
+
+
 def decode_grouped(
     data: bytes,
     models: Sequence[object],
@@ -176,7 +188,7 @@ def decode_grouped(
 ) -> np.ndarray:
     """Inverse of :func:`encode_grouped`; BitstreamError on any inconsistency."""
     coder = open_decoder(data)
-    try:
+    with decoding_errors():
         parts = [coder.decode(models[g], int(c)) for g, c in zip(groups, counts, strict=True)]
         idx = np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
         elem_lo = np.repeat(lows[groups], counts)
@@ -187,10 +199,6 @@ def decode_grouped(
             lo_e = elem_lo[esc]
             values[esc] = _decode_escapes(coder, lo_e, lo_e + elem_len[esc] - 1)
         close_decoder(coder)
-    except BitstreamError:
-        raise
-    except Exception as exc:  # anything constriction raises on hostile data
-        raise BitstreamError(f"entropy decoding failed: {exc}") from exc
     return values
 
 

@@ -33,8 +33,9 @@ def copy_model(codec: LearnedCodec) -> BalleModel:
 
 
 def derive(codec: LearnedCodec, model: BalleModel, op: str) -> LearnedCodec:
-    """A new codec around ``model`` with ``op`` appended to the ops already applied."""
-    return LearnedCodec(model, codec.name, codec.params, device=codec.device, ops=(*codec.ops, op))
+    """A new codec of ``codec``'s type around ``model`` with ``op`` appended to the ops already
+    applied (:meth:`LearnedCodec.derive`: a subclass survives every op)."""
+    return codec.derive(model, op)
 
 
 def check_component(name: str) -> str:
