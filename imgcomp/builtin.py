@@ -1,14 +1,23 @@
-"""The built-in codecs: importing this module registers each of them, once.
+"""The built-in model families and codecs: importing this module registers each of them, once.
 
-The one list of modules that register codecs with :mod:`imgcomp.registry` (timm's split: the
-registry imports no codec; this list imports them all). The registry imports it by name at the
-first lookup. A new codec family adds one import line here.
+The one list of modules that register families and codecs with :mod:`imgcomp.registry` (timm's
+split: the registry imports no family or codec; this list imports them all). The registry imports
+it by name at the first lookup. A new model family adds one import line here (its folder under
+:mod:`imgcomp.families`), before the codecs that use it.
 """
 
 import imgcomp.codecs.classic  # jpeg, webp, avif, jpeg2000 (Pillow)
+import imgcomp.families.balle  # the Ballé family: factorized prior, (mean-)scale hyperprior
 import imgcomp.zoo  # the learned codecs and their CompressAI aliases (imports torch)
 
-#: The modules imported above, in registration order.
-BUILTIN_MODULES: tuple[str, ...] = (imgcomp.codecs.classic.__name__, imgcomp.zoo.__name__)
+#: The built-in model families (their modules are imported above).
+BUILTIN_FAMILIES: tuple[str, ...] = (imgcomp.families.balle.__name__,)
 
-__all__ = ["BUILTIN_MODULES"]
+#: The modules imported above, in registration order.
+BUILTIN_MODULES: tuple[str, ...] = (
+    imgcomp.codecs.classic.__name__,
+    *BUILTIN_FAMILIES,
+    imgcomp.zoo.__name__,
+)
+
+__all__ = ["BUILTIN_FAMILIES", "BUILTIN_MODULES"]

@@ -1,9 +1,11 @@
-"""Codec registry: every codec is created by name, like timm's ``create_model``.
+"""Codec and model-family registry: every codec is created by name, like timm's ``create_model``,
+and every model family's declaration (:class:`imgcomp.families.spec.FamilySpec`) is found by
+name or by model (:func:`get_family`, :func:`family_of`).
 
-This module imports no codec: codec modules import it to register themselves
-(:func:`register_codec`), and the lookups load the built-in ones at first use by importing
-:mod:`imgcomp.builtin` by name, so ``import imgcomp`` stays cheap (no torch) and the registry
-sits below every codec in the import graph (no cycle through it).
+This module imports no codec and no family: codec and family modules import it to register
+themselves (:func:`register_codec`, :func:`register_family`), and the lookups load the built-in ones
+at first use by importing :mod:`imgcomp.builtin` by name, so ``import imgcomp`` stays cheap (no
+torch) and the registry sits below every codec in the import graph (no cycle through it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from imgcomp.errors import ImgcompError, UnknownCodecError
 
 if TYPE_CHECKING:  # codec modules import this one to register: only the type, never the module
     from imgcomp.codecs.base import Codec
+    from imgcomp.families.spec import FamilySpec
 
 F = TypeVar("F", bound=Callable[..., "Codec"])
 
@@ -29,6 +32,7 @@ BUILTIN_MODULE = "imgcomp.builtin"
 
 _FACTORIES: dict[str, Callable[..., Codec]] = {}
 _ALIASES: dict[str, str] = {}
+_FAMILIES: dict[str, FamilySpec] = {}
 
 
 def register_codec(name: str, *aliases: str) -> Callable[[F], F]:
@@ -89,3 +93,53 @@ def codec_for_stream(data: bytes) -> Codec:
 def decode_stream(data: bytes) -> np.ndarray:
     """Decode any imgcomp stream whose codec is registered; the header says which codec."""
     return codec_for_stream(data).decode(data)
+
+
+# -- model families ------------------------------------------------------------------------------
+def register_family(spec: FamilySpec) -> FamilySpec:
+    """Make a model family's declaration known to the engines (a family's ``__init__`` calls it)."""
+    if spec.name in _FAMILIES:
+        raise ValueError(f"model family {spec.name!r} is already registered")
+    _FAMILIES[spec.name] = spec
+    return spec
+
+
+def unregister_family(name: str) -> None:
+    """Forget a registered family (tests that register a family of their own)."""
+    _FAMILIES.pop(name, None)
+
+
+def get_family(name: str) -> FamilySpec:
+    """The declaration of the registered family ``name``."""
+    _ensure_builtin_codecs()
+    try:
+        return _FAMILIES[name]
+    except KeyError:
+        known = ", ".join(sorted(_FAMILIES))
+        raise UnknownCodecError(f"unknown model family {name!r}; registered: {known}") from None
+
+
+def find_family(model: object) -> FamilySpec | None:
+    """The family whose model types ``model`` is an instance of, or None (an ad-hoc model)."""
+    _ensure_builtin_codecs()
+    for spec in _FAMILIES.values():
+        if spec.owns(model):
+            return spec
+    return None
+
+
+def family_of(model: object) -> FamilySpec:
+    """The family whose model types ``model`` is an instance of; UnknownCodecError if none."""
+    spec = find_family(model)
+    if spec is not None:
+        return spec
+    known = ", ".join(sorted(_FAMILIES))
+    raise UnknownCodecError(
+        f"{type(model).__name__} belongs to no registered model family (registered: {known})"
+    )
+
+
+def list_families() -> list[str]:
+    """Names of the registered model families."""
+    _ensure_builtin_codecs()
+    return sorted(_FAMILIES)

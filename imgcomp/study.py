@@ -28,17 +28,18 @@ from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
 from imgcomp.evaluate import ImageResult, RoundTripError, evaluate_image, summarize
 from imgcomp.ops.config import (
-    BALLE_COMPONENTS,
     L1Prune,
     OpConfig,
     OpConfigError,
     PruneConfig,
     QuantConfig,
     StructuredPrune,
+    abbreviation,
     parse_tag,
     quant_config,
 )
 from imgcomp.ops.profile import ComponentProfile
+from imgcomp.registry import get_family
 from imgcomp.timing import SideBySide, time_side_by_side
 
 __all__ = [
@@ -58,6 +59,10 @@ __all__ = [
     "rows_to_json",
     "run_study",
 ]
+
+#: The model family whose components the study's rows and table columns are (its ratios are the
+#: rows' ``encoder`` / ``decoder`` / ``entropy``).
+STUDY_FAMILY = "balle"
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ class StudyConfig:
         q = None if quant is None else quant.tag
         if prune is None:
             return cls(quant=q)
-        r = prune.over(BALLE_COMPONENTS).ratio_map
+        r = prune.over(get_family(STUDY_FAMILY).component_names).ratio_map
         options: dict[str, Any] = {}
         if isinstance(prune, L1Prune):
             options = {"method": "l1", "scope": prune.scope}
@@ -490,6 +495,23 @@ def _millions(n: int) -> str:
     return f"{n / 1e6:.3f}M"
 
 
+def _ratio_columns(family: str) -> list[tuple[str, str, Callable[[StudyRow], str]]]:
+    """(title, short title, cell) of each component's pruning ratio, in the family's table order,
+    titled with its display name (Ballé: "Probability model pruning ratio", short "ent")."""
+    return [
+        (
+            f"{c.display[:1].upper()}{c.display[1:]} pruning ratio",
+            abbreviation(c.name),
+            _ratio_cell(c.name),
+        )
+        for c in get_family(family).components.values()
+    ]
+
+
+def _ratio_cell(component: str) -> Callable[[StudyRow], str]:
+    return lambda r: f"{getattr(r, component):g}"
+
+
 def format_study_table(rows: Sequence[StudyRow], style: str = "text") -> str:
     """The rows as the study's table (text, markdown or tsv). Decode speedups are against the
     first row, shown only when that row is the unmodified model (no pruning, no quantization),
@@ -503,9 +525,7 @@ def format_study_table(rows: Sequence[StudyRow], style: str = "text") -> str:
     base = rows[0]
     # (study's title, short title for text, cell)
     columns: list[tuple[str, str, Callable[[StudyRow], str]]] = [
-        ("Encoder pruning ratio", "enc", lambda r: f"{r.encoder:g}"),
-        ("Decoder pruning ratio", "dec", lambda r: f"{r.decoder:g}"),
-        ("Probability model pruning ratio", "ent", lambda r: f"{r.entropy:g}"),
+        *_ratio_columns(STUDY_FAMILY),
         ("Method", "method", lambda r: r.method),
         ("Quantization", "quant", lambda r: r.quant or "-"),
         ("Total inference time (hh:mm:ss)", "enc+dec time", lambda r: _hms(r.total_inference_s)),

@@ -7,53 +7,41 @@
 Our names are ``factorized-prior``, ``scale-hyperprior`` and ``mean-scale-hyperprior``; the
 CompressAI zoo names ``bmshj2018-factorized``, ``bmshj2018-hyperprior`` and ``mbt2018-mean`` are
 aliases. Shipped weights live in ``imgcomp/weights/<name>-q<quality>.safetensors``, each with a
-model card in ``imgcomp/weights/README.md``.
+model card in ``imgcomp/weights/README.md``. Each codec is built through its model family's
+declaration (:func:`imgcomp.registry.get_family`): architectures, checkpoint formats, shipped
+weights; the codec takes its latent codec and padding from the family too.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
+from torch import nn
 
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
-from imgcomp.nn.balle import BalleModel, build_model
-from imgcomp.registry import create_codec, register_codec
+from imgcomp.families.weights import WEIGHTS_DIR, shipped_qualities, shipped_weights_path
+from imgcomp.registry import create_codec, get_family, register_codec
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+__all__ = [
+    "FAMILY",
+    "LEARNED",
+    "WEIGHTS_DIR",
+    "load_codec",
+    "load_model",
+    "shipped_qualities",
+    "shipped_weights_path",
+]
 
-#: our registry name -> (architecture in imgcomp.nn.balle, CompressAI alias)
+#: our registry name -> the family's architecture (the CompressAI zoo name, also an alias)
 LEARNED = {
     "factorized-prior": "bmshj2018-factorized",
     "scale-hyperprior": "bmshj2018-hyperprior",
     "mean-scale-hyperprior": "mbt2018-mean",
 }
-FORMATS = ("imgcomp", "compressai")
-
-
-def shipped_qualities(name: str) -> list[int]:
-    """Quality levels with weights shipped in the package for codec ``name``."""
-    prefix = f"{name}-q"
-    return sorted(
-        int(p.stem[len(prefix) :])
-        for p in WEIGHTS_DIR.glob(f"{prefix}*.safetensors")
-        if p.stem[len(prefix) :].isdigit()
-    )
-
-
-def shipped_weights_path(name: str, quality: int) -> Path:
-    """Path of the shipped weights of ``name`` at ``quality``; ImgcompError when none ship."""
-    path = WEIGHTS_DIR / f"{name}-q{quality}.safetensors"
-    if not path.exists():
-        have = shipped_qualities(name)
-        raise ImgcompError(
-            f"no shipped weights for {name} quality {quality}; shipped qualities: "
-            f"{have or 'none'}. Train some with `imgcomp train` and pass checkpoint=..., or use "
-            "pretrained=False for random weights (timing only)."
-        )
-    return path
+#: our registry name -> its model family
+FAMILY = dict.fromkeys(LEARNED, "balle")
 
 
 def load_model(
@@ -65,11 +53,12 @@ def load_model(
     N: int = 128,
     M: int = 192,
     seed: int = 0,
-) -> BalleModel:
+) -> nn.Module:
     """Build the model behind a learned codec from one weight source (see module docstring)."""
-    arch = LEARNED[name]
-    if format not in FORMATS:
-        raise ImgcompError(f"unknown checkpoint format {format!r}; use one of {FORMATS}")
+    arch, family = LEARNED[name], get_family(FAMILY[name])
+    formats = family.checkpoint_formats
+    if format not in formats:
+        raise ImgcompError(f"unknown checkpoint format {format!r}; use one of {formats}")
     if checkpoint is not None:
         if format == "compressai":
             from imgcomp.compat.compressai import load_compressai
@@ -85,13 +74,13 @@ def load_model(
                 f"{name}: give quality= (shipped: {shipped_qualities(name) or 'none'}), "
                 "checkpoint=, or pretrained=False"
             )
-        path = shipped_weights_path(name, quality)
+        path = family.shipped(name, quality)
         from imgcomp.train import load_weights
 
         model = load_weights(path)
     else:
         torch.manual_seed(seed)
-        model = build_model(arch, N, M)
+        model = family.architectures[arch](N=N, M=M)
     if model.arch != arch:
         raise ImgcompError(f"checkpoint holds a {model.arch} model, not {arch} ({name})")
     return model.eval()

@@ -17,8 +17,9 @@ from imgcomp.codecs.latent import (
     LatentCodec,
     quantize_values,
 )
-from imgcomp.codecs.learned import LearnedCodec, balle_latent
+from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import BitstreamError, CodecMismatchError
+from imgcomp.families.balle import balle_latent
 from imgcomp.nn.balle import build_model
 from imgcomp.nn.density import FactorizedDensity, GaussianConditional
 

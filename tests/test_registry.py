@@ -57,6 +57,11 @@ def test_list_codecs_alone_registers_everything_in_a_fresh_interpreter() -> None
 
 
 def test_builtin_lists_the_modules_it_imports() -> None:
-    assert imgcomp.builtin.BUILTIN_MODULES == ("imgcomp.codecs.classic", "imgcomp.zoo")
+    assert imgcomp.builtin.BUILTIN_MODULES == (
+        "imgcomp.codecs.classic",
+        "imgcomp.families.balle",
+        "imgcomp.zoo",
+    )
+    assert imgcomp.builtin.BUILTIN_FAMILIES == ("imgcomp.families.balle",)
     assert all(m in sys.modules for m in imgcomp.builtin.BUILTIN_MODULES)
     assert set(list_codecs()) >= CLASSIC | LEARNED

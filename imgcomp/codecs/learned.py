@@ -1,13 +1,14 @@
 """Learned codecs as real bitstream codecs: a model's transforms around a latent codec.
 
-Encoding pads the image to the model's downsampling factor (edge replication, bottom/right),
-runs the analysis transform and hands the latents to the codec's latent codec
+Encoding pads the image as the model's family says (Ballé: edge replication, bottom/right, to the
+downsampling factor), runs the analysis transform and hands the latents to the codec's latent codec
 (:mod:`imgcomp.codecs.latent`), which quantizes them exactly as the model does in eval mode and
 entropy-codes them into payload sections (Ballé models: one section for ``y`` of the factorized
 prior; ``z``, ``y`` and a 4-byte scale-table index checksum for hyperpriors). Decoding rebuilds
 the quantized latents from the sections and runs the synthesis transform, so
 ``decode(encode(x))`` equals :meth:`LearnedCodec.reconstruct`, the model's own quantized
-reconstruction. Which latent codec a model gets is :func:`balle_latent`'s one decision.
+reconstruction. Which latent codec and padding a model gets is its family's declaration
+(:func:`imgcomp.registry.find_family`); this module names no model.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from torch import nn
 
 from imgcomp.bitstream import ParamValue, StreamHeader
 from imgcomp.codecs.base import ContainerCodec
-from imgcomp.codecs.latent import FactorizedLatent, HyperpriorLatent, LatentCodec, LatentFactory
+from imgcomp.codecs.latent import LatentCodec, LatentFactory
+from imgcomp.errors import ImgcompError
 from imgcomp.images import validate_rgb8
-from imgcomp.nn.balle import BalleModel, FactorizedPrior
+from imgcomp.registry import find_family
 
 
 class LearnedCodec(ContainerCodec):
@@ -33,8 +35,8 @@ class LearnedCodec(ContainerCodec):
     ``name`` is the registry name the stream records and ``params`` what rebuilds the codec
     through the registry (e.g. ``{"quality": 3}``). ``ops`` lists compression ops applied to the
     model (pruning, quantization); they enter the fingerprint, so streams of a modified model
-    decode only with that model. ``latent`` builds the latent codec from the model (default
-    :func:`balle_latent`); it is rebuilt for every derived model, so ops keep it.
+    decode only with that model. ``latent`` builds the latent codec from the model (default: the
+    one the model's family declares); it is rebuilt for every derived model, so ops keep it.
     """
 
     def __init__(
@@ -51,8 +53,21 @@ class LearnedCodec(ContainerCodec):
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
         self.ops = tuple(ops)
-        self.latent_factory: LatentFactory = latent if latent is not None else balle_latent
+        family = find_family(self.model)
+        if family is None and latent is None:
+            raise ImgcompError(
+                f"{type(model).__name__} belongs to no registered model family; pass latent="
+            )
+        #: the model's family (None: an ad-hoc model with its own ``latent``)
+        self.family: str | None = family.name if family is not None else None
+        self.latent_factory: LatentFactory = latent if latent is not None else family.latent
         self.latent: LatentCodec = self.latent_factory(self.model)
+        if family is not None:
+            padding = family.padding(self.model)
+            self.pad_multiple, self.pad_mode = padding.multiple, padding.mode
+        else:  # an ad-hoc model: edge replication to its downsampling factor
+            self.pad_multiple = int(getattr(self.model, "downsampling_factor", 1))
+            self.pad_mode = "replicate"
         self._fingerprint_cache: bytes | None = None
 
     def derive(self, model: nn.Module, op: str) -> LearnedCodec:
@@ -100,7 +115,7 @@ class LearnedCodec(ContainerCodec):
     # -- tensors -------------------------------------------------------------------------------
     def _to_input(self, img: np.ndarray) -> torch.Tensor:
         """The model input of a validated image (:func:`model_input`)."""
-        return model_input(img, self.model.downsampling_factor, self.device)
+        return model_input(img, self.pad_multiple, self.device, self.pad_mode)
 
     @staticmethod
     def _to_image(x_hat: torch.Tensor, h: int, w: int) -> np.ndarray:
@@ -113,7 +128,7 @@ class LearnedCodec(ContainerCodec):
 
     def _latent_hw(self, header: StreamHeader) -> tuple[int, int]:
         """Spatial size of the coded latents of an image of the header's size."""
-        f, s = self.model.downsampling_factor, self.latent.stride
+        f, s = self.pad_multiple, self.latent.stride
         return (-(-header.height // f) * f // s, -(-header.width // f) * f // s)
 
     def _analysis(self, img: np.ndarray) -> torch.Tensor:
@@ -143,28 +158,12 @@ class LearnedCodec(ContainerCodec):
         return self._to_image(self.model.synthesis(y_hat), header.height, header.width)
 
 
-def balle_latent(model: nn.Module) -> LatentCodec:
-    """The latent codec of a Ballé model: factorized prior -> :class:`FactorizedLatent`,
-    (mean-)scale hyperprior -> :class:`HyperpriorLatent` (the one place that tells them apart;
-    a model family will declare it)."""
-    if isinstance(model, FactorizedPrior):
-        return FactorizedLatent(model.y_prior, stride=16)
-    if isinstance(model, BalleModel):
-        return HyperpriorLatent(
-            model.hyper_analysis,
-            model.z_prior,
-            model.entropy_parameters,
-            model.y_conditional,
-            stride=16,
-            hyper_stride=4,
-        )
-    raise TypeError(f"no latent codec for {type(model).__name__}; pass latent=")
-
-
-def model_input(img: np.ndarray, factor: int, device: str | torch.device = "cpu") -> torch.Tensor:
+def model_input(
+    img: np.ndarray, factor: int, device: str | torch.device = "cpu", mode: str = "replicate"
+) -> torch.Tensor:
     """[1, 3, H', W'] float32 in [0, 1] of a uint8 HxWx3 image that ``validate_rgb8`` passed,
-    edge-padded (bottom / right) to multiples of ``factor``: what encoding and calibration feed
-    the model."""
+    padded (bottom / right, ``mode``: edge replication by default) to multiples of ``factor``:
+    what encoding and calibration feed the model."""
     # torch wraps a read-only array (np.asarray of a PIL image) only with a UserWarning; the
     # conversion to float copies anyway, so such an array is converted in numpy instead
     src = img if img.flags.writeable else img.astype(np.float32)
@@ -172,5 +171,5 @@ def model_input(img: np.ndarray, factor: int, device: str | torch.device = "cpu"
     h, w = img.shape[:2]
     pad_h, pad_w = -h % factor, -w % factor
     if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
     return x

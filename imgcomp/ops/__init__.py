@@ -23,7 +23,13 @@ import numpy as np
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
 from imgcomp.nn.determinism import single_cpu_thread
-from imgcomp.ops.base import COMPONENTS, check_ratios, copy_model, derive, require_learned
+from imgcomp.ops.base import (
+    check_ratios,
+    component_names,
+    copy_model,
+    derive,
+    require_learned,
+)
 from imgcomp.ops.config import (
     Bf16,
     Int8,
@@ -58,7 +64,6 @@ __all__ = [
     "quantize",
 ]
 
-DEFAULT_COMPONENTS = COMPONENTS
 #: Pruning methods: L1-magnitude unstructured (weights zeroed) or structured (channels removed).
 METHODS = ("l1", "structured")
 
@@ -93,6 +98,7 @@ def prune(
     ratio is at least the requested one (0.3 on 64 channels keeps 45, with ``round_to=8`` 40).
     """
     codec = require_learned(codec)
+    components = component_names(codec.model)
     if isinstance(encoder, PruneConfig):
         given = {"decoder": decoder, "entropy": entropy, "method": method, "scope": scope}
         given |= {"importance": importance, "recover_steps": recover_steps, "lmbda": lmbda}
@@ -104,8 +110,10 @@ def prune(
             raise ImgcompError(f"give {', '.join(extra)} in the config, not beside it")
         config = encoder
     else:
+        given = {"encoder": encoder, "decoder": decoder, "entropy": entropy}
         config = _prune_config(
-            {"encoder": encoder, "decoder": decoder, "entropy": entropy},
+            {k: v for k, v in given.items() if k in components or v != 0.0},
+            components,
             method,
             scope=scope,
             importance=importance,
@@ -113,7 +121,7 @@ def prune(
             lmbda=lmbda,
             round_to=round_to,
         )
-    config = config.over(COMPONENTS)
+    config = config.over(components)
     ratios = config.ratio_map
     model = copy_model(codec)
     if isinstance(config, L1Prune):
@@ -146,6 +154,7 @@ def prune(
 
 def _prune_config(
     ratios: dict[str, float],
+    components: Sequence[str],
     method: str,
     *,
     scope: str,
@@ -155,7 +164,7 @@ def _prune_config(
     round_to: int | None,
 ) -> PruneConfig:
     """The config the keyword form of :func:`prune` names."""
-    check_ratios(ratios)
+    check_ratios(ratios, components)
     if method not in METHODS:
         raise ImgcompError(f"unknown pruning method {method!r}; use one of {METHODS}")
     if recover_steps and method != "structured":
@@ -194,7 +203,9 @@ def quantize(
             raise ImgcompError("give components in the config, not beside it")
         config = mode
     else:
-        config = quant_config(mode, DEFAULT_COMPONENTS if components is None else components)
+        if components is None:  # every component of the codec's family
+            components = component_names(require_learned(codec).model)
+        config = quant_config(mode, components)
     if isinstance(config, Int8) and calibration is None:
         from imgcomp.ops.quant.calibration import calibration_images
 

@@ -1,9 +1,10 @@
 """Unstructured L1 (magnitude) pruning of the convolution weights of a model's components.
 
-What is pruned: the ``weight`` of every ``nn.Conv2d`` and ``nn.ConvTranspose2d`` inside the
-selected components (``encoder`` = g_a, ``decoder`` = g_s, ``entropy`` = h_a and h_s). Biases,
-GDN's beta/gamma and the densities' parameters are never pruned: they are a small fraction of
-the weights and the codec's numerics (normalisation, probability tables) depend on them directly.
+What is pruned: the ``weight`` of every ``nn.Conv2d`` and ``nn.ConvTranspose2d`` inside the selected
+components, the modules the model's family names for each (Ballé: ``encoder`` = g_a, ``decoder`` =
+g_s, ``entropy`` = h_a and h_s and the densities). Biases, GDN's beta/gamma and the densities'
+parameters are never pruned: they are a small fraction of the weights and the codec's numerics
+(normalisation, probability tables) depend on them directly.
 
 Ratios are ABSOLUTE targets: after pruning with ratio ``r`` a layer (scope ``"layer"``) holds at
 least ``round(r * numel)`` zeros - the weights already zero count, so pruning 0.3 then 0.5 leaves
@@ -36,7 +37,7 @@ from torch import Tensor, nn
 from torch.nn.utils import prune as torch_prune
 
 from imgcomp.errors import ImgcompError
-from imgcomp.ops.base import COMPONENTS, check_ratios
+from imgcomp.ops.base import check_ratios, component_modules, component_names
 
 __all__ = [
     "PRUNABLE",
@@ -85,6 +86,8 @@ class PruneReport:
     layers: tuple[LayerSparsity, ...]
     scope: str = "layer"
     ratios: dict[str, float] = field(default_factory=dict)
+    #: every component of the model's family, in table order (those without layers included)
+    components: tuple[str, ...] = ()
 
     def _sum(self, attr: str, component: str | None = None) -> int:
         return sum(
@@ -97,7 +100,7 @@ class PruneReport:
     def component_sparsity(self) -> dict[str, float]:
         """Component -> fraction of its convolution weights that are zero (0.0 if it has none)."""
         out = {}
-        for comp in COMPONENTS:
+        for comp in self.components or dict.fromkeys(layer.component for layer in self.layers):
             n = self._sum("numel", comp)
             out[comp] = self._sum("zeros", comp) / n if n else 0.0
         return out
@@ -120,10 +123,8 @@ class PruneReport:
 
 
 def _components(model: nn.Module) -> Mapping[str, list[nn.Module]]:
-    comps = getattr(model, "components", None)
-    if not isinstance(comps, Mapping):
-        raise ImgcompError("pruning needs a learned-codec model with .components")
-    return comps
+    """The model's modules by component, as its family declares them."""
+    return component_modules(model)
 
 
 def prunable_layers(model: nn.Module) -> list[tuple[str, str, nn.Module]]:
@@ -169,7 +170,8 @@ def prune_unstructured(
     not touched. ``scope``: ``"layer"`` (each layer reaches the ratio) or ``"global"`` (one
     ranking per component). Work on a copy (``imgcomp.ops.base.copy_model``), not a codec's model.
     """
-    targets = check_ratios(ratios)
+    components = component_names(model)
+    targets = check_ratios(ratios, components)
     if scope not in SCOPES:
         raise ImgcompError(f"scope must be one of {', '.join(SCOPES)}, got {scope!r}")
     layers = prunable_layers(model)
@@ -191,7 +193,7 @@ def prune_unstructured(
         LayerSparsity(name, c, layer.weight.numel(), _zeros(layer.weight), targets.get(c, 0.0))
         for name, c, layer in layers
     )
-    return PruneReport(report, scope, targets)
+    return PruneReport(report, scope, targets, components)
 
 
 def sparsity(model: nn.Module) -> dict[str, float]:
@@ -200,6 +202,7 @@ def sparsity(model: nn.Module) -> dict[str, float]:
         tuple(
             LayerSparsity(name, comp, layer.weight.numel(), _zeros(layer.weight))
             for name, comp, layer in prunable_layers(model)
-        )
+        ),
+        components=component_names(model),
     )
     return {**report.component_sparsity, "total": report.total_sparsity}

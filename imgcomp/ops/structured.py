@@ -57,6 +57,7 @@ from imgcomp.nn.density import FactorizedDensity
 from imgcomp.nn.determinism import single_cpu_thread
 from imgcomp.nn.gdn import GDN
 from imgcomp.ops.base import COMPONENTS, check_ratios
+from imgcomp.registry import family_of
 
 __all__ = [
     "IMPORTANCES",
@@ -521,7 +522,8 @@ def recover(
     dev = torch.device(device)
     sampler = PatchSampler.from_files(list(load_training_set(data_dir).files), patch_size, dev)
     model.to(dev).train()
-    objective = objectives.RateDistortion(lmbda=lmbda)
+    # the family's training objective (Ballé: rd, weighted by lmbda)
+    objective = objectives.make_objective(family_of(model).objective, {"lmbda": lmbda})
     opts = objectives.make_optimizers(model, lr=lr, aux_lr=1e-3)
     history = []
     try:

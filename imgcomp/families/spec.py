@@ -1,0 +1,92 @@
+"""The family protocol: what a model family declares once, so the engines never name its layers.
+
+A :class:`FamilySpec` says which parts of a model play which role (:class:`Component`, with the
+display names the study's tables use), which latent codec turns its latents into stream sections,
+how images are padded before analysis, its training objective, the checkpoint formats it loads,
+its architectures and its shipped weights. A family registers its spec with
+:func:`imgcomp.registry.register_family`; engines look it up with
+:func:`imgcomp.registry.family_of`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # types only: the spec module imports no engine
+    from torch import nn
+
+    from imgcomp.codecs.latent import LatentCodec
+
+__all__ = ["Component", "FamilySpec", "Padding"]
+
+#: Padding modes a codec may ask for (those of ``torch.nn.functional.pad``).
+PAD_MODES = ("replicate", "reflect", "constant")
+
+
+@dataclass(frozen=True)
+class Component:
+    """One role of a model: its name (op configs, case ids), its display name (the study's
+    tables) and the qualified-name prefixes of the model's modules that make it up."""
+
+    name: str
+    display: str
+    modules: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.modules:
+            raise ValueError(f"component {self.name!r} needs a name and module prefixes")
+
+
+@dataclass(frozen=True)
+class Padding:
+    """How an image is padded (bottom / right) before analysis: to multiples of ``multiple``."""
+
+    multiple: int
+    mode: str = "replicate"
+
+    def __post_init__(self) -> None:
+        if self.multiple < 1:
+            raise ValueError(f"padding multiple must be positive, got {self.multiple}")
+        if self.mode not in PAD_MODES:
+            raise ValueError(f"padding mode must be one of {PAD_MODES}, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class FamilySpec:
+    """A model family's declaration (see the module docstring).
+
+    ``components`` maps role -> :class:`Component` in table order; ``model_types`` are the model
+    classes of the family (:func:`imgcomp.registry.family_of` tells a model's family by them);
+    ``latent`` and ``padding`` are read per model (architectures differ, e.g. in their
+    downsampling); ``architectures`` maps names to builders of fresh models; ``shipped(name,
+    quality)`` is the path of the shipped weights of a codec of the family.
+    """
+
+    name: str
+    components: Mapping[str, Component]
+    model_types: tuple[type, ...]
+    latent: Callable[[nn.Module], LatentCodec]
+    padding: Callable[[nn.Module], Padding]
+    objective: str
+    checkpoint_formats: tuple[str, ...]
+    architectures: Mapping[str, Callable[..., nn.Module]]
+    shipped: Callable[[str, int], Path]
+
+    def __post_init__(self) -> None:
+        for role, component in self.components.items():
+            if role != component.name:
+                raise ValueError(f"component {component.name!r} is listed under {role!r}")
+        if not self.components:
+            raise ValueError(f"family {self.name!r} declares no components")
+
+    @property
+    def component_names(self) -> tuple[str, ...]:
+        """The roles in table order (what op configs and case ids are keyed by)."""
+        return tuple(self.components)
+
+    def owns(self, model: object) -> bool:
+        """Whether ``model`` is one of this family's models."""
+        return isinstance(model, self.model_types)
