@@ -159,6 +159,7 @@ def _toy_spec(**changes: object) -> FamilySpec:
         "checkpoint_formats": ("imgcomp",),
         "architectures": {"toy": ToyModel},
         "shipped": lambda name, quality: Path("/nonexistent"),
+        "quant_units": {"analysis": ("analysis_net",), "synthesis": ("synthesis_net",)},
     }
     return FamilySpec(**(fields | changes))  # type: ignore[arg-type]
 
@@ -199,12 +200,36 @@ def test_toy_family_l1_prune(toy_codec: LearnedCodec, photo: np.ndarray) -> None
         imgcomp.prune(toy_codec, encoder=0.3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="imgcomp/ops/config.py QuantConfig checks components against the Ballé three and "
-    "imgcomp/ops/quant/api.py selects Ballé transforms (g_a/g_s/h_a/h_s) of a BalleModel",
-)
-def test_toy_family_quantize_w8(toy_codec: LearnedCodec, photo: np.ndarray) -> None:
-    q = imgcomp.quantize(toy_codec, "w8")
+@pytest.mark.parametrize("mode", ["w8", "bf16"])
+def test_toy_family_quantize(toy_codec: LearnedCodec, photo: np.ndarray, mode: str) -> None:
+    """bf16 and wK replace the family's quantization units; the prior stays float32."""
+    q = imgcomp.quantize(toy_codec, mode)
+    assert q.ops == (f"quantize:{mode}:analysis+synthesis+prior",)
     assert q.family == "toy" and q.fingerprint != toy_codec.fingerprint
+    assert {layer.name.split(".")[0] for layer in q.op_report.layers} == {
+        "analysis_net",
+        "synthesis_net",
+    }
+    assert all(p.dtype == torch.float32 for p in q.model.prior.parameters())
     assert np.array_equal(q.decode(q.encode(photo)), q.reconstruct(photo))
+    part = imgcomp.quantize(toy_codec, mode, components=("synthesis",))
+    assert part.ops == (f"quantize:{mode}:synthesis",)
+    before, after = toy_codec.model.analysis_net, part.model.analysis_net
+    assert type(after) is nn.Sequential  # an unselected unit stays as it was
+    pairs = zip(before.parameters(), after.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    with pytest.raises(ImgcompError, match="unknown component 'decoder'"):
+        imgcomp.quantize(toy_codec, mode, components=("decoder",))
+
+
+def test_toy_family_int8_is_a_clear_error(toy_codec: LearnedCodec) -> None:
+    with pytest.raises(ImgcompError, match="int8 needs the family to declare its int8 units"):
+        imgcomp.quantize(toy_codec, "int8", calibration=[np.zeros((32, 32, 3), np.uint8)])
+
+
+def test_quant_units_are_checked() -> None:
+    with pytest.raises(ValueError, match="no component"):
+        _toy_spec(quant_units={"decoder": ("synthesis_net",)})
+    with pytest.raises(ValueError, match="no quantization units"):
+        _toy_spec(int8_units=("prior",))
+    assert BALLE.int8_units == ("g_a", "g_s", "h_a", "h_s")

@@ -161,8 +161,11 @@ def test_any_component_names() -> None:
         parse_tag("dec0.3:l1", ("decoder", "decimator"))
     with pytest.raises(OpConfigError, match="unknown component 'hyper'"):
         L1Prune({"hyper": 0.3}).over(BALLE_COMPONENTS)
-    with pytest.raises(OpConfigError, match="unknown component"):
-        Bf16(("generator",))
+    assert Bf16(("generator",)).within(hific).record() == "quantize:bf16:generator"
+    with pytest.raises(OpConfigError, match="unknown component 'generator'"):
+        Bf16(("generator",)).within(BALLE_COMPONENTS)
+    with pytest.raises(OpConfigError, match="identifiers"):
+        Bf16(("a+b",))
 
 
 @pytest.mark.parametrize(

@@ -2,16 +2,16 @@
 
 A :class:`FamilySpec` says which parts of a model play which role (:class:`Component`, with the
 display names the study's tables use), which latent codec turns its latents into stream sections,
-how images are padded before analysis, its training objective, the checkpoint formats it loads,
-its architectures and its shipped weights. A family registers its spec with
-:func:`imgcomp.registry.register_family`; engines look it up with
+how images are padded before analysis, which modules quantization replaces, its training
+objective, the checkpoint formats it loads, its architectures and its shipped weights. A family
+registers its spec with :func:`imgcomp.registry.register_family`; engines look it up with
 :func:`imgcomp.registry.family_of`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -63,6 +63,11 @@ class FamilySpec:
     ``latent`` and ``padding`` are read per model (architectures differ, e.g. in their
     downsampling); ``architectures`` maps names to builders of fresh models; ``shipped(name,
     quality)`` is the path of the shipped weights of a codec of the family.
+
+    ``quant_units`` maps a role to the qualified names of the modules quantization replaces,
+    each as one unit (a filter by name, as torchao's); modules named nowhere (e.g. entropy
+    densities) stay float32 islands. ``int8_units`` are those of the units int8's FX static
+    quantization handles (empty: the family has no int8 path yet).
     """
 
     name: str
@@ -74,6 +79,8 @@ class FamilySpec:
     checkpoint_formats: tuple[str, ...]
     architectures: Mapping[str, Callable[..., nn.Module]]
     shipped: Callable[[str, int], Path]
+    quant_units: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    int8_units: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for role, component in self.components.items():
@@ -81,6 +88,12 @@ class FamilySpec:
                 raise ValueError(f"component {component.name!r} is listed under {role!r}")
         if not self.components:
             raise ValueError(f"family {self.name!r} declares no components")
+        for role in self.quant_units:
+            if role not in self.components:
+                raise ValueError(f"quantization units of {role!r}, which is no component")
+        unknown = set(self.int8_units) - {n for units in self.quant_units.values() for n in units}
+        if unknown:
+            raise ValueError(f"int8 units {sorted(unknown)} are no quantization units")
 
     @property
     def component_names(self) -> tuple[str, ...]:

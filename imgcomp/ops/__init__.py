@@ -186,8 +186,9 @@ def quantize(
     calibration: Sequence[np.ndarray] | None = None,
     data: str | Path | None = None,
 ) -> LearnedCodec:
-    """Quantize the transforms of the selected components (all three by default: g_a, g_s and
-    the entropy component's h_a / h_s; its densities stay float32): a :class:`Bf16`,
+    """Quantize the quantization units of the selected components (every component of the
+    codec's family by default; Ballé: g_a, g_s and the entropy component's h_a / h_s, its
+    densities staying float32; int8: the family's int8 units only): a :class:`Bf16`,
     :class:`Int8` or :class:`WeightOnly` config, or its mode name: ``bf16`` (channels_last),
     ``int8`` (static, calibrated on training images; transposed convolutions included) or
     ``wK`` (K = 2..8, per-channel weight-only fake quantization, a precision study).

@@ -89,8 +89,10 @@ def _abbreviations(components: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def check_components(names: object, known: Sequence[str] = BALLE_COMPONENTS) -> tuple[str, ...]:
-    """Component names as a tuple (duplicates dropped), each one of ``known``."""
+def check_components(
+    names: object, known: Sequence[str] | None = BALLE_COMPONENTS
+) -> tuple[str, ...]:
+    """Component names as a tuple (duplicates dropped), each one of ``known`` (None: any)."""
     if isinstance(names, str):
         names = (names,)
     try:
@@ -98,7 +100,7 @@ def check_components(names: object, known: Sequence[str] = BALLE_COMPONENTS) -> 
     except TypeError:
         raise OpConfigError(f"components must be a sequence of names, got {names!r}") from None
     for name in out:
-        if name not in known:
+        if known is not None and name not in known:
             raise OpConfigError(f"unknown component {name!r}; components are {', '.join(known)}")
     if not out:
         raise OpConfigError("select at least one component")
@@ -269,13 +271,21 @@ class StructuredPrune(PruneConfig):
 
 @dataclass(frozen=True)
 class QuantConfig(OpConfig):
-    """Quantization of the transforms of ``components`` (all of the Ballé three by default)."""
+    """Quantization of the units of ``components`` (all of the Ballé three by default); the
+    names are checked against a family's when the op runs (:meth:`within`)."""
 
     components: tuple[str, ...] = BALLE_COMPONENTS
     mode: ClassVar[str] = ""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "components", check_components(self.components))
+        names = check_components(self.components, known=None)
+        _abbreviations(names)  # identifiers: records join them with "+"
+        object.__setattr__(self, "components", names)
+
+    def within(self, components: Sequence[str]) -> QuantConfig:
+        """The config itself; OpConfigError for a component that is not one of ``components``."""
+        check_components(self.components, components)
+        return self
 
     def options(self) -> dict[str, Any]:
         """The keyword options of ``quantize_model`` this config sets (recorded, sorted)."""
@@ -462,7 +472,8 @@ def parse_record(record: str, components: Sequence[str] = BALLE_COMPONENTS) -> O
                 opts[key] = ast.literal_eval(value)
             except (ValueError, SyntaxError):
                 opts[key] = value  # plain words (deconv=native) are written unquoted
-        config = quant_config(parts[1], tuple(parts[2].split("+")), **opts)
+        selection = check_components(tuple(parts[2].split("+")), components)
+        config = quant_config(parts[1], selection, **opts)
     else:
         raise OpConfigError(f"cannot read {what}: known ops are prune= and quantize:")
     if config.record() != record:  # one spelling per op: what the record hash depends on

@@ -4,7 +4,8 @@ Components (the study's tables): encoder (``g_a``), decoder (``g_s``) and probab
 (``entropy``: the hyper transforms and the densities). The factorized prior codes ``y`` with a
 :class:`~imgcomp.codecs.latent.FactorizedLatent`, the hyperpriors ``z`` and ``y`` with a
 :class:`~imgcomp.codecs.latent.HyperpriorLatent`; images are edge-padded to the architecture's
-downsampling factor (16 or 64).
+downsampling factor (16 or 64). Quantization replaces the transforms (``g_a``, ``g_s``, ``h_a``,
+``h_s``, int8 included); the entropy densities stay float32.
 """
 
 from __future__ import annotations
@@ -60,4 +61,6 @@ BALLE = FamilySpec(
     checkpoint_formats=("imgcomp", "compressai"),
     architectures={arch: partial(build_model, arch) for arch in ARCHITECTURES},
     shipped=shipped_weights_path,
+    quant_units={"encoder": ("g_a",), "decoder": ("g_s",), "entropy": ("h_a", "h_s")},
+    int8_units=("g_a", "g_s", "h_a", "h_s"),
 )

@@ -1,6 +1,7 @@
 """``quantize_model``: bf16, static int8 or K-bit weight-only quantization of a model's
-transforms (g_a for the encoder, g_s for the decoder, h_a/h_s for the entropy component; the
-entropy densities always stay float32)."""
+quantization units, which its family declares per component (``FamilySpec.quant_units``; Ballé:
+g_a for the encoder, g_s for the decoder, h_a/h_s for the entropy component, whose densities stay
+float32). int8 quantizes only the family's ``int8_units`` (today the Ballé transforms)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import numpy as np
 from torch import nn
 
 from imgcomp.codecs.learned import LearnedCodec
-from imgcomp.errors import ImgcompError
-from imgcomp.nn.balle import BalleModel
+from imgcomp.errors import ImgcompError, UnknownCodecError
+from imgcomp.families.spec import FamilySpec
 from imgcomp.ops.base import copy_model, derive, require_learned
 from imgcomp.ops.config import (
     MODES,
@@ -38,6 +39,7 @@ from imgcomp.ops.quant.weights import (
     out_channels,
     packed_bytes,
 )
+from imgcomp.registry import family_of
 
 __all__ = [
     "DEFAULT_COMPONENTS",
@@ -49,50 +51,64 @@ __all__ = [
     "selected_transforms",
 ]
 
-#: Every component by default: the whole model shrinks (int8: about a quarter of float32).
+#: The Ballé family's components, every one quantized by default (a family's own names are the
+#: default of a model of another family): the whole model shrinks (int8: about a quarter).
 DEFAULT_COMPONENTS = ("encoder", "decoder", "entropy")
-
-_TRANSFORMS = {"encoder": ("g_a",), "decoder": ("g_s",), "entropy": ("h_a", "h_s")}
 
 #: ``("bf16", None)``, ``("int8", None)`` or ``("w", K)`` of a mode name (the op config grammar's).
 parse_mode = parse_quant_mode
 
 
-def _components(components: object) -> tuple[str, ...]:
-    return check_components(components)
+def _family(model: object) -> FamilySpec:
+    """The model's family; ImgcompError for a model of none (e.g. a bare layer)."""
+    try:
+        return family_of(model)  # type: ignore[arg-type]
+    except UnknownCodecError:
+        raise ImgcompError(
+            "quantize_model needs a model of a registered family (e.g. a BalleModel), "
+            f"got {type(model).__name__}"
+        ) from None
+
+
+def _components(model: nn.Module, components: object) -> tuple[str, ...]:
+    """The selected components (None: all of the family's), each one of the family's."""
+    known = _family(model).component_names
+    return check_components(known if components is None else components, known)
 
 
 def selected_transforms(
-    model: BalleModel, components: Sequence[str] = DEFAULT_COMPONENTS
+    model: nn.Module, components: Sequence[str] | None = None
 ) -> dict[str, nn.Module]:
-    """Attribute name -> transform (g_a, g_s, h_a, h_s) of the selected components that the
-    model has (a factorized prior's entropy component has none)."""
-    out = {}
-    for comp in _components(components):
-        for attr in _TRANSFORMS[comp]:
-            m = getattr(model, attr, None)
-            if isinstance(m, nn.Module):
-                out[attr] = m
-    return out
+    """Qualified name -> quantization unit (Ballé: g_a, g_s, h_a, h_s) of the selected components
+    (None: all) that the model has (a factorized prior's entropy component has none)."""
+    units = _family(model).quant_units
+    named = dict(model.named_modules())
+    return {
+        name: named[name]
+        for comp in _components(model, components)
+        for name in units.get(comp, ())
+        if name in named
+    }
 
 
-def _check_model(model: object) -> BalleModel:
-    if not isinstance(model, BalleModel):
-        raise ImgcompError(f"quantize_model needs a BalleModel, got {type(model).__name__}")
-    return model
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` in place of the submodule called ``name`` (a qualified name)."""
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent), attr, module)
 
 
 def quantize_model(
-    model: BalleModel,
+    model: nn.Module,
     mode: str,
     calibration: Sequence[np.ndarray] | None = None,
-    components: Sequence[str] = DEFAULT_COMPONENTS,
+    components: Sequence[str] | None = None,
     *,
     deconv: str = "subpixel",
     gdn: str = "int8",
     float_activations: Sequence[str] | None = None,
 ) -> QuantReport:
-    """Quantize, in place, the transforms of ``model``'s selected components.
+    """Quantize, in place, the quantization units of ``model``'s selected components (None:
+    every component of its family).
 
     ``mode``: ``"bf16"`` (bf16 channels_last inside a float32 NCHW interface), ``"int8"``
     (static FX post-training quantization calibrated on ``calibration``, uint8 (H, W, 3) training
@@ -105,14 +121,19 @@ def quantize_model(
     int8: ``float_activations`` replaces that choice with qualified layer names (e.g.
     ``["g_s.0"]``; ``[]`` makes every layer int8 throughout).
     """
-    model = _check_model(model)
+    family = _family(model)
     kind, bits = parse_mode(mode)
-    comps = _components(components)
+    comps = _components(model, components)
     if deconv not in DECONV_MODES:
         raise ImgcompError(f"deconv must be one of {DECONV_MODES}, got {deconv!r}")
     if gdn not in GDN_MODES:
         raise ImgcompError(f"gdn must be one of {GDN_MODES}, got {gdn!r}")
     transforms = selected_transforms(model, comps)
+    if kind == "int8" and (foreign := [n for n in transforms if n not in family.int8_units]):
+        raise ImgcompError(
+            f"int8 needs the family to declare its int8 units (FamilySpec.int8_units): family "
+            f"{family.name!r} does not declare {', '.join(foreign)}; use bf16 or wK"
+        )
     if float_activations is not None and kind != "int8":
         raise ImgcompError("float_activations applies to the int8 mode only")
     keep = _float_layers(transforms, float_activations) if kind == "int8" else {}
@@ -131,7 +152,7 @@ def quantize_model(
     if kind == "bf16":
         for attr, m in transforms.items():
             wrapped, info = to_bf16(m, attr)
-            setattr(model, attr, wrapped)
+            _replace(model, attr, wrapped)
             layers += info
     elif kind == "int8":
         if calibration is None or len(calibration) == 0:
@@ -147,7 +168,7 @@ def quantize_model(
             wrapped, info = quantize_int8(
                 m, inputs[attr], attr, deconv=deconv, gdn=gdn, float_activations=keep.get(attr, {})
             )
-            setattr(model, attr, wrapped)
+            _replace(model, attr, wrapped)
             layers += info
             engine = wrapped.engine
     else:
@@ -197,12 +218,11 @@ def _packed_transforms(modules, bits: int) -> int:
 
 
 def packed_weight_bytes(
-    model: BalleModel, bits: int, components: Sequence[str] = DEFAULT_COMPONENTS
+    model: nn.Module, bits: int, components: Sequence[str] | None = None
 ) -> int:
     """Bytes of the whole model with the conv / transposed-conv weights of the selected
     components packed at ``bits`` bits each plus one float32 scale per output channel; every
     other tensor of the state dict (biases, GDN, entropy model, ...) at its own size."""
-    model = _check_model(model)
     bits = check_bits(bits)
     convs = {
         id(layer.weight): out_channels(layer)
@@ -216,18 +236,21 @@ def quantize_codec(
     codec: LearnedCodec,
     mode: str | QuantConfig,
     calibration: Sequence[np.ndarray] | None = None,
-    components: Sequence[str] = DEFAULT_COMPONENTS,
+    components: Sequence[str] | None = None,
     **options: object,
 ) -> tuple[LearnedCodec, QuantReport]:
     """A new codec whose model copy is quantized (the given codec is left as it is): ``mode`` a
-    quantization config, or a mode name with ``components`` and int8 ``options``."""
+    quantization config, or a mode name with ``components`` (None: all of the codec's family)
+    and int8 ``options``."""
     codec = require_learned(codec)
+    known = _family(codec.model).component_names
     if isinstance(mode, QuantConfig):
-        if options or tuple(components) != DEFAULT_COMPONENTS:
+        if options or (components is not None and tuple(components) != DEFAULT_COMPONENTS):
             raise ImgcompError("give components and options in the config, not beside it")
-        config = mode
+        config = mode.within(known)
     else:
-        config = quant_config(mode, components, **options)
+        config = quant_config(mode, known if components is None else components, **options)
+        config.within(known)
     if isinstance(config, Int8) and codec.device.type != "cpu":
         raise ImgcompError("int8 codecs run on the CPU; create the codec with device='cpu'")
     model = copy_model(codec)
