@@ -135,13 +135,8 @@ def _item_case(item: pytest.Item) -> Case | None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Say at the start how many cases will run and roughly how long it takes."""
     config = session.config
-    if hasattr(config, "workerinput") or not session.items:
-        return
-    plan = _plan(config, session.items)
-    if plan is not None:
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(plan.describe())
+    if not hasattr(config, "workerinput") and session.items:
+        _say_plan(config, [item.name for item in session.items], workers=1)
 
 
 def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
@@ -150,18 +145,18 @@ def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
     if config.stash.get(_PLANNED, False):
         return
     config.stash[_PLANNED] = True
-    names = [i.split("::")[-1] for i in ids]
-    plan = _plan_from_ids(config, names, workers=len(getattr(config.option, "tx", None) or []) or 1)
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
-    if plan is not None and reporter is not None:
-        reporter.write_line(plan.describe())
+    workers = len(getattr(config.option, "tx", None) or []) or 1
+    _say_plan(config, [i.split("::")[-1] for i in ids], workers)
 
 
 _PLANNED = pytest.StashKey[bool]()
 
 
-def _plan(config: pytest.Config, items: list[pytest.Item]) -> Plan | None:
-    return _plan_from_ids(config, [item.name for item in items], workers=1)
+def _say_plan(config: pytest.Config, names: list[str], workers: int) -> None:
+    plan = _plan_from_ids(config, names, workers)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if plan is not None and reporter is not None:
+        reporter.write_line(plan.describe())
 
 
 def _plan_from_ids(config: pytest.Config, names: list[str], workers: int) -> Plan | None:

@@ -21,7 +21,6 @@ from imgcomp.train import (
     PatchSampler,
     TrainConfig,
     export_weights,
-    list_training_images,
     load_weights,
     rd_forward,
     rd_loss,
@@ -30,6 +29,7 @@ from imgcomp.train import (
     train,
     write_checkpoint,
 )
+from imgcomp.trainsets import list_image_files
 
 TINY = {"batch_size": 2, "patch_size": 64, "progress": False}
 
@@ -78,7 +78,7 @@ def _assert_same_optimizer(a: dict, b: dict) -> None:
 
 
 def test_lists_images_recursively_and_refuses_kodak(data_dir: Path, tmp_path: Path) -> None:
-    files = list_training_images(data_dir)
+    files = list_image_files(data_dir)
     assert [p.relative_to(data_dir).as_posix() for p in files] == [
         "astronaut.png",
         "small.png",
@@ -86,9 +86,9 @@ def test_lists_images_recursively_and_refuses_kodak(data_dir: Path, tmp_path: Pa
     ]
     save_png(np.zeros((8, 8, 3), np.uint8), tmp_path / "kodim07.png")
     with pytest.raises(DatasetError, match="Kodak"):
-        list_training_images(tmp_path)
+        list_image_files(tmp_path)
     with pytest.raises(DatasetError):
-        list_training_images(tmp_path / "missing")
+        list_image_files(tmp_path / "missing")
 
 
 def test_sampler_crops_are_seeded_by_step_and_pad_small_images() -> None:

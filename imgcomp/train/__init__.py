@@ -22,7 +22,7 @@ from imgcomp.train.config import (
     resolve_arch,
     resume_mismatches,
 )
-from imgcomp.train.data import PatchSampler, data_fingerprint, list_training_images, step_seed
+from imgcomp.train.data import PatchSampler, step_seed
 from imgcomp.train.export import (
     WEIGHTS_FORMAT,
     export_weights,
@@ -59,10 +59,8 @@ __all__ = [
     "RateDistortion",
     "TrainConfig",
     "TrainFamily",
-    "data_fingerprint",
     "export_weights",
     "fit_quantiles",
-    "list_training_images",
     "load_weights",
     "make_objective",
     "make_optimizers",

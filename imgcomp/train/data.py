@@ -7,7 +7,6 @@ there; only the few random integers are drawn on the CPU.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,32 +17,13 @@ from torch import Tensor
 
 from imgcomp.errors import DatasetError
 from imgcomp.images import load_image
-from imgcomp.trainsets import list_image_files, refuse_kodak_pixels
+from imgcomp.trainsets import refuse_kodak_pixels
 
 __all__ = [
     "PatchSampler",
-    "data_fingerprint",
-    "list_training_images",
     "load_training_image",
     "step_seed",
 ]
-
-
-def list_training_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """Image files under ``folder`` (recursively, hidden ones skipped), sorted by relative path.
-
-    Refuses a folder holding Kodak images (by name or file digest): Kodak is the evaluation set.
-    """
-    return list_image_files(folder)
-
-
-def data_fingerprint(folder: str | os.PathLike[str], files: list[Path]) -> str:
-    """sha256 over each file's relative path and size: the identity of a training set."""
-    root = Path(folder).expanduser()
-    h = hashlib.sha256()
-    for p in files:
-        h.update(f"{p.relative_to(root).as_posix()}\t{p.stat().st_size}\n".encode())
-    return h.hexdigest()
 
 
 def step_seed(seed: int, step: int, stream: int) -> int:
