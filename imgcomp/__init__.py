@@ -27,6 +27,7 @@ def load_codec(
     checkpoint: str | _os.PathLike[str] | None = None,
     format: str | None = None,
     device: str = "cpu",
+    **params: object,
 ) -> "LearnedCodec":
     """A learned codec from a file: a saved codec, or a registered codec's weights.
 
@@ -34,7 +35,9 @@ def load_codec(
     :func:`save_codec`, with its pruning / quantization. ``load_codec(name, checkpoint)`` builds
     codec ``name`` on weights: ours (``format="imgcomp"``, the default: safetensors from
     ``imgcomp export``) or ``format="compressai"``; a saved codec given as ``checkpoint`` is
-    loaded as such (its name must be ``name``).
+    loaded as such (its name must be ``name``). Further keyword ``params`` go to the codec
+    (e.g. ``iterations=3`` of ``toderici2017``; its ``format="original"`` reads the original
+    encoder / binarizer / decoder files).
     """
     from imgcomp.saved import LOAD_FORMAT, is_saved_codec, load_saved_codec
 
@@ -53,6 +56,10 @@ def load_codec(
         or format == LOAD_FORMAT
         or (format is None and is_saved_codec(checkpoint))
     ):
+        if params:
+            raise ImgcompError(
+                f"a saved codec carries its parameters; {sorted(params)} cannot be given"
+            )
         codec = load_saved_codec(source if checkpoint is None else checkpoint, device=device)
         if checkpoint is not None:
             from imgcomp.registry import canonical_name
@@ -64,7 +71,9 @@ def load_codec(
         return codec
     from imgcomp.zoo import load_codec as _load
 
-    return _load(_os.fspath(source), checkpoint, format=format or "imgcomp", device=device)
+    return _load(
+        _os.fspath(source), checkpoint, format=format or "imgcomp", device=device, **params
+    )
 
 
 def save_codec(codec: "LearnedCodec", path: str | _os.PathLike[str]) -> "Path":

@@ -312,16 +312,48 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_values(items: list[str] | None, what: str) -> dict[str, object]:
+    """``KEY=VALUE`` options as a dict, each value read as JSON when it parses (numbers, lists)."""
+    out: dict[str, object] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ImgcompError(f"{what} options are KEY=VALUE, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+def _train_args(args: argparse.Namespace) -> tuple[dict[str, object], dict[str, object]]:
+    """The model and objective arguments of ``imgcomp train``: ``--model`` / ``--objective-arg``
+    pairs, plus the Ballé shorthands ``--arch --N --M --lmbda``."""
+    model = _key_values(args.model, "--model")
+    objective_args = _key_values(args.objective_arg, "--objective-arg")
+    shorthands = {"arch": args.arch, "N": args.N, "M": args.M}
+    given = {k: v for k, v in shorthands.items() if v is not None}
+    if given and args.family != "balle":
+        raise ImgcompError(f"--arch / --N / --M are Ballé options, not for --family {args.family}")
+    model.update(given)
+    if args.lmbda is not None:
+        objective_args["lmbda"] = args.lmbda
+    return model, objective_args
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from imgcomp.train import TrainConfig, read_checkpoint, train
     from imgcomp.trainsets import DEFAULT_SPEC, default_training_spec
 
     try:
+        model, objective_args = _train_args(args)
         config = TrainConfig(
-            family="balle",
-            model={"arch": args.arch, "N": args.N, "M": args.M},
-            objective="rd",
-            objective_args={"lmbda": args.lmbda},
+            family=args.family,
+            model=model,
+            objective=args.objective,
+            objective_args=objective_args,
+            lr_milestones=args.lr_milestones,
+            lr_gamma=args.lr_gamma,
             steps=args.steps,
             batch_size=args.batch_size,
             patch_size=args.patch_size,
@@ -427,11 +459,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aliases", action="store_true", help="include alias names")
     p.set_defaults(func=_cmd_list)
     p = sub.add_parser("train", help="train a learned codec (resumes RUN's checkpoint)")
-    p.add_argument("--arch", default="mbt2018-mean", help="architecture or alias (mean-scale...)")
-    p.add_argument("--N", type=int, default=128, help="transform channels")
-    p.add_argument("--M", type=int, default=192, help="latent channels")
-    p.add_argument("--lmbda", type=float, required=True, help="loss = lmbda*255^2*MSE + bpp")
-    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--family", default="balle", help="model family (balle, rnn, ...)")
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a model argument of the family (rnn: width=0.25; balle: arch, N, M)",
+    )
+    p.add_argument("--objective", default=None, help="training objective (default: the family's)")
+    p.add_argument(
+        "--objective-arg",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an objective argument (rd: lmbda; residual-l1: iterations)",
+    )
+    p.add_argument("--arch", default=None, help="balle: architecture or alias (mbt2018-mean)")
+    p.add_argument("--N", type=int, default=None, help="balle: transform channels (128)")
+    p.add_argument("--M", type=int, default=None, help="balle: latent channels (192)")
+    p.add_argument("--lmbda", type=float, default=None, help="rd: loss = lmbda*255^2*MSE + bpp")
+    p.add_argument("--steps", type=int, default=None, help="default: the family's recipe")
     p.add_argument(
         "--data",
         default=None,
@@ -441,9 +487,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="run directory, e.g. runs/NAME")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--patch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=None, help="default: the family's recipe")
+    p.add_argument("--patch-size", type=int, default=None, help="default: the family's recipe")
+    p.add_argument("--lr", type=float, default=None, help="default: the family's recipe")
+    p.add_argument(
+        "--lr-milestones",
+        type=lambda v: [float(x) for x in v.split(",") if x],
+        default=None,
+        metavar="F,F,...",
+        help="fractions of the run where the lr is multiplied by --lr-gamma",
+    )
+    p.add_argument("--lr-gamma", type=float, default=None)
     p.add_argument("--aux-lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--amp", action="store_true", help="bf16 autocast for the transforms (CUDA)")

@@ -33,10 +33,15 @@ BUILTIN_MODULE = "imgcomp.builtin"
 _FACTORIES: dict[str, Callable[..., Codec]] = {}
 _ALIASES: dict[str, str] = {}
 _FAMILIES: dict[str, FamilySpec] = {}
+_PROGRESSIVE: set[str] = set()
 
 
-def register_codec(name: str, *aliases: str) -> Callable[[F], F]:
-    """Decorator: make ``factory(**params)`` available as ``create_codec(name, **params)``."""
+def register_codec(name: str, *aliases: str, progressive: bool = False) -> Callable[[F], F]:
+    """Decorator: make ``factory(**params)`` available as ``create_codec(name, **params)``.
+
+    ``progressive``: the codec's streams hold one section per iteration and carry an
+    ``iterations`` parameter, so :func:`imgcomp.progressive.truncate` may cut them.
+    """
 
     def decorate(factory: F) -> F:
         for key in (name, *aliases):
@@ -45,6 +50,8 @@ def register_codec(name: str, *aliases: str) -> Callable[[F], F]:
         _FACTORIES[name] = factory
         for alias in aliases:
             _ALIASES[alias] = name
+        if progressive:
+            _PROGRESSIVE.add(name)
         return factory
 
     return decorate
@@ -82,6 +89,11 @@ def list_codecs(aliases: bool = False) -> list[str]:
     if aliases:
         names += list(_ALIASES)
     return sorted(names)
+
+
+def is_progressive(name: str) -> bool:
+    """Whether codec ``name`` (or alias) writes progressive streams (see :func:`register_codec`)."""
+    return canonical_name(name) in _PROGRESSIVE
 
 
 def codec_for_stream(data: bytes) -> Codec:

@@ -115,7 +115,14 @@ for _name, _alias in LEARNED.items():
 
 
 def load_codec(
-    name: str, checkpoint: str | os.PathLike, format: str = "imgcomp", device: str = "cpu"
+    name: str,
+    checkpoint: str | os.PathLike,
+    format: str = "imgcomp",
+    device: str = "cpu",
+    **params: object,
 ) -> LearnedCodec:
-    """A learned codec from a checkpoint file: ours (safetensors) or CompressAI's layout."""
-    return create_codec(name, checkpoint=os.fspath(checkpoint), format=format, device=device)
+    """A learned codec from a checkpoint file in one of its family's formats (ours, or e.g.
+    CompressAI's layout); ``params`` are the codec's further parameters."""
+    return create_codec(
+        name, checkpoint=os.fspath(checkpoint), format=format, device=device, **params
+    )

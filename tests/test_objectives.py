@@ -14,14 +14,15 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from imgcomp.families.spec import Component, FamilySpec, Padding
 from imgcomp.images import save_png
 from imgcomp.nn.balle import build_model
 from imgcomp.nn.determinism import single_cpu_thread
 from imgcomp.ops.structured import recover
+from imgcomp.registry import register_family, unregister_family
 from imgcomp.train import (
     LOG_NAME,
     OBJECTIVES,
-    TRAIN_FAMILIES,
     Objective,
     PatchSampler,
     RateDistortion,
@@ -216,16 +217,29 @@ def test_a_model_without_aux_parameters_takes_a_step() -> None:
 
 
 def test_an_aux_less_family_trains_and_resumes(
-    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data_dir: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    monkeypatch.setitem(OBJECTIVES, "mse", _Mse)
     toy = TrainFamily(
         name="toy",
         normalize=lambda a: {"width": int(a.get("width", 3))},
         build=lambda a: _Toy(a["width"]),
         multiple=lambda a: 1,
     )
-    monkeypatch.setitem(TRAIN_FAMILIES, "toy", toy)
+    spec = FamilySpec(
+        name="toy",
+        components={"all": Component("all", "all", ("conv",))},
+        model_types=(_Toy,),
+        latent=lambda m: None,
+        padding=lambda m: Padding(1),
+        objective="mse",
+        checkpoint_formats=("imgcomp",),
+        architectures={},
+        shipped=lambda name, q: Path("none"),
+        training=toy,
+        objectives={"mse": _Mse},
+    )
+    register_family(spec)
+    request.addfinalizer(lambda: unregister_family("toy"))
 
     def config(out: Path, steps: int) -> TrainConfig:
         return TrainConfig(

@@ -16,8 +16,9 @@ those sections. :class:`imgcomp.codecs.learned.LearnedCodec` is generic over the
   q(y - mu) + mu``; False: ``y_hat = q(y)``, coded as ``q(y) - q(mu)``) and ``pad_y`` (HiFiC:
   y reflect-padded to a multiple of z's stride before coding; the latents keep that size).
 * :class:`BinaryLatent` - one section per iteration of binary codes in {-1, +1} (the Toderici
-  RNN), each under a fixed, per-channel or adaptive Bernoulli model: a stream holding only the
-  first k sections decodes to k iterations.
+  RNN), each under a fixed, per-channel or adaptive Bernoulli model, or a context model
+  (:mod:`imgcomp.entropy.binary_context`): a stream holding only the first k sections decodes
+  to k iterations.
 
 Every ``decode`` takes untrusted sections: counts and lengths are checked and anything malformed
 raises :class:`BitstreamError`, never a foreign exception.
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from imgcomp.entropy import BinaryCoder, FactorizedCoder, GaussianCoder, categorical_model
+from imgcomp.entropy.binary_context import ContextBitCoder
 from imgcomp.entropy.stream import (
     close_decoder,
     decoding_errors,
@@ -380,11 +382,15 @@ class BinaryLatent:
         *,
         stride: int = 16,
         max_iterations: int = 16,
+        context: ContextBitCoder | None = None,
     ) -> None:
         if channels <= 0 or max_iterations <= 0:
             raise ValueError(f"channels and max_iterations must be positive ({channels})")
         self.channels, self.stride = int(channels), int(stride)
         self.max_iterations = int(max_iterations)
+        if context is not None and context.channels != self.channels:
+            raise ValueError(f"context model of {context.channels} channels for {channels}")
+        self.context = context
         self._freqs: list[np.ndarray] | None = None
         if probability is not None:
             probs = np.broadcast_to(np.asarray(probability, dtype=np.float64), (self.channels,))
@@ -394,7 +400,13 @@ class BinaryLatent:
             self._p_one = torch.tensor([f / (1 << _BIT_PRECISION) for f in q], dtype=torch.float64)
 
     def tables(self) -> Iterator[np.ndarray]:
-        """Per-channel [P(-1), P(+1)] frequency tables (none for the adaptive model)."""
+        """Per-channel [P(-1), P(+1)] frequency tables (none for the adaptive models), or the
+        learned context model's."""
+        if self.context is not None:
+            freqs = getattr(self.context, "freqs", None)
+            if freqs is not None:
+                yield np.ascontiguousarray(freqs)
+            return
         yield from self._freqs or []
 
     def _check_codes(self, codes: Tensor) -> Tensor:
@@ -409,6 +421,9 @@ class BinaryLatent:
     def quantize(self, y: Tensor) -> Quantized:
         """The codes themselves and each bit's probability under the model (0.5 adaptive)."""
         codes = self._check_codes(y)
+        if self.context is not None:
+            bits = self.context.bits(codes.cpu().numpy())
+            return Quantized(codes, (torch.from_numpy(np.exp2(-bits)),))
         if self._freqs is None:
             return Quantized(codes, (torch.full(codes.shape, 0.5, dtype=torch.float64),))
         p = self._p_one.to(codes.device).reshape(1, -1, 1, 1)
@@ -416,6 +431,8 @@ class BinaryLatent:
 
     def encode(self, y: Tensor) -> list[bytes]:
         """One section per iteration (channel by channel, C-order within a channel)."""
+        if self.context is not None:
+            return self.context.encode(self._check_codes(y).cpu().numpy())
         bits = (self._check_codes(y) > 0).to(torch.int32).cpu().numpy()
         return [self._encode_iteration(it) for it in bits]
 
@@ -446,6 +463,9 @@ class BinaryLatent:
                 f"iteration), has {len(sections)}"
             )
         h, w = _check_hw(hw)
+        if self.context is not None:
+            codes = self.context.decode(sections, h, w)
+            return torch.from_numpy(codes.astype(np.float32)).to(device)
         its = [self._decode_iteration(s, h * w) for s in sections]
         bits = torch.from_numpy(np.stack(its).astype(np.float32)).reshape(-1, self.channels, h, w)
         return (bits * 2 - 1).to(device)

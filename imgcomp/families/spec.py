@@ -67,7 +67,9 @@ class FamilySpec:
     ``quant_units`` maps a role to the qualified names of the modules quantization replaces,
     each as one unit (a filter by name, as torchao's); modules named nowhere (e.g. entropy
     densities) stay float32 islands. ``int8_units`` are those of the units int8's FX static
-    quantization handles (empty: the family has no int8 path yet).
+    quantization handles (empty: the family has no int8 path yet). ``training`` says how
+    ``imgcomp train`` builds the family's models (None: not trainable here) and ``objectives``
+    are the objective classes the family adds by name (``objective`` is its default).
     """
 
     name: str
@@ -81,6 +83,9 @@ class FamilySpec:
     shipped: Callable[[str, int], Path]
     quant_units: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     int8_units: tuple[str, ...] = ()
+    #: a :class:`imgcomp.train.config.TrainFamily` (not imported: the spec sits below training)
+    training: object | None = None
+    objectives: Mapping[str, type] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for role, component in self.components.items():

@@ -20,11 +20,13 @@ from imgcomp.nn.gdn import GDN
 
 __all__ = [
     "ARCHITECTURES",
+    "ARCH_ALIASES",
     "BalleModel",
     "FactorizedPrior",
     "MeanScaleHyperprior",
     "ScaleHyperprior",
     "build_model",
+    "resolve_arch",
 ]
 
 
@@ -319,6 +321,26 @@ class MeanScaleHyperprior(_Hyperprior):
 ARCHITECTURES: dict[str, type[BalleModel]] = {
     cls.arch: cls for cls in (FactorizedPrior, ScaleHyperprior, MeanScaleHyperprior)
 }
+
+
+#: Short names accepted wherever an architecture is named (canonical names are CompressAI's).
+ARCH_ALIASES: dict[str, str] = {
+    "factorized": "bmshj2018-factorized",
+    "hyperprior": "bmshj2018-hyperprior",
+    "scale-hyperprior": "bmshj2018-hyperprior",
+    "mean-scale": "mbt2018-mean",
+    "mean-scale-hyperprior": "mbt2018-mean",
+}
+
+
+def resolve_arch(name: str) -> str:
+    """Canonical architecture name of ``name`` (a key of ARCHITECTURES or an alias)."""
+    key = str(name).strip()
+    key = ARCH_ALIASES.get(key.lower(), key)
+    if key not in ARCHITECTURES:
+        known = sorted(ARCHITECTURES) + sorted(ARCH_ALIASES)
+        raise UnknownCodecError(f"unknown architecture {name!r}; known: {', '.join(known)}")
+    return key
 
 
 def build_model(arch: str, N: int = 128, M: int = 192) -> BalleModel:

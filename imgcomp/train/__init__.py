@@ -15,12 +15,13 @@ from imgcomp.train.checkpoint import (
 )
 from imgcomp.train.config import (
     ARCH_ALIASES,
+    GLOBAL_DEFAULTS,
     RESUME_FREE_FIELDS,
-    TRAIN_FAMILIES,
     TrainConfig,
     TrainFamily,
     resolve_arch,
     resume_mismatches,
+    train_families,
 )
 from imgcomp.train.data import PatchSampler, step_seed
 from imgcomp.train.export import (
@@ -48,10 +49,10 @@ __all__ = [
     "ARCH_ALIASES",
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_NAME",
+    "GLOBAL_DEFAULTS",
     "LOG_NAME",
     "OBJECTIVES",
     "RESUME_FREE_FIELDS",
-    "TRAIN_FAMILIES",
     "WEIGHTS_FORMAT",
     "Objective",
     "Optimizers",
@@ -75,6 +76,7 @@ __all__ = [
     "resume_mismatches",
     "step_seed",
     "train",
+    "train_families",
     "train_step",
     "write_checkpoint",
 ]

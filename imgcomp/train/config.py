@@ -18,29 +18,21 @@ from typing import Any
 
 from torch import nn
 
-from imgcomp.errors import UnknownCodecError
-from imgcomp.nn.balle import ARCHITECTURES, build_model
+from imgcomp.nn.balle import ARCH_ALIASES, resolve_arch
+from imgcomp.registry import get_family, list_families
 from imgcomp.train.objectives import Objective, make_objective, objective_args
 from imgcomp.trainsets import default_training_spec
 
 __all__ = [
     "ARCH_ALIASES",
+    "GLOBAL_DEFAULTS",
     "RESUME_FREE_FIELDS",
-    "TRAIN_FAMILIES",
     "TrainConfig",
     "TrainFamily",
     "resolve_arch",
     "resume_mismatches",
+    "train_families",
 ]
-
-#: Short names accepted wherever an architecture is named (canonical names are CompressAI's).
-ARCH_ALIASES: dict[str, str] = {
-    "factorized": "bmshj2018-factorized",
-    "hyperprior": "bmshj2018-hyperprior",
-    "scale-hyperprior": "bmshj2018-hyperprior",
-    "mean-scale": "mbt2018-mean",
-    "mean-scale-hyperprior": "mbt2018-mean",
-}
 
 #: Fields that may change between a checkpoint and the run resuming it: they do not change what
 #: is computed (``steps`` may not drop below the checkpoint's step; ``data`` may move, but the
@@ -61,53 +53,33 @@ RESUME_FREE_FIELDS: frozenset[str] = frozenset(
 )
 
 
-def resolve_arch(name: str) -> str:
-    """Canonical architecture name of ``name`` (a key of ARCHITECTURES or an alias)."""
-    key = str(name).strip()
-    key = ARCH_ALIASES.get(key.lower(), key)
-    if key not in ARCHITECTURES:
-        known = sorted(ARCHITECTURES) + sorted(ARCH_ALIASES)
-        raise UnknownCodecError(f"unknown architecture {name!r}; known: {', '.join(known)}")
-    return key
-
-
 @dataclass(frozen=True)
 class TrainFamily:
     """How training builds one family's model: its arguments (defaults, checks) and its builder.
 
     ``normalize`` returns the complete arguments (defaults filled, ValueError / UnknownCodecError
-    when bad), ``build`` the freshly initialised model, ``multiple`` the patch side's divisor.
+    when bad), ``build`` the freshly initialised model, ``multiple`` the patch side's divisor and
+    ``defaults`` the family's training recipe (TrainConfig fields a config leaves unset).
     """
 
     name: str
     normalize: Callable[[Mapping[str, Any]], dict[str, Any]]
     build: Callable[[Mapping[str, Any]], nn.Module]
     multiple: Callable[[Mapping[str, Any]], int]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _balle_args(args: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"arch", "N", "M"}`` of a Ballé model: arch resolved, widths positive integers."""
-    unknown = sorted(set(args) - {"arch", "N", "M"})
-    if unknown:
-        raise ValueError(f"unknown balle model arguments: {', '.join(map(str, unknown))}")
-    out = {
-        "arch": resolve_arch(args.get("arch", "mbt2018-mean")),
-        "N": args.get("N", 128),
-        "M": args.get("M", 192),
-    }
-    _check_int("N", out["N"], minimum=1)
-    _check_int("M", out["M"], minimum=1)
-    return out
-
-
-#: Family name (a TrainConfig's ``family``) -> how training builds its model.
-TRAIN_FAMILIES: dict[str, TrainFamily] = {
-    "balle": TrainFamily(
-        name="balle",
-        normalize=_balle_args,
-        build=lambda a: build_model(a["arch"], a["N"], a["M"]),
-        multiple=lambda a: ARCHITECTURES[a["arch"]].downsampling_factor,
-    ),
+#: Training defaults of every family (a family's ``TrainFamily.defaults`` override them).
+GLOBAL_DEFAULTS: dict[str, Any] = {
+    "steps": 100_000,
+    "batch_size": 16,
+    "patch_size": 256,
+    "lr": 1e-4,
+    "lr_drop_fraction": 0.1,
+    "lr_drop_factor": 0.1,
+    "lr_milestones": [],
+    "lr_gamma": 0.5,
+    "clip_max_norm": 1.0,
 }
 
 #: The top-level fields of the layout before ``family`` / ``model`` / ``objective``.
@@ -115,12 +87,22 @@ _FLAT_FIELDS = {"arch": "model", "N": "model", "M": "model", "lmbda": "objective
 _NESTED_FIELDS = ("family", "model", "objective", "objective_args")
 
 
+def train_families() -> dict[str, TrainFamily]:
+    """Family name -> how training builds its model: every registered family that trains."""
+    return {s.name: s.training for s in map(get_family, list_families()) if s.training}
+
+
 def _train_family(name: object) -> TrainFamily:
-    family = TRAIN_FAMILIES.get(name) if isinstance(name, str) else None
+    families = train_families()
+    family = families.get(name) if isinstance(name, str) else None
     if family is None:
-        known = ", ".join(sorted(TRAIN_FAMILIES))
+        known = ", ".join(sorted(families))
         raise ValueError(f"unknown model family {name!r}; known: {known}")
     return family
+
+
+def _family_objective(name: str) -> str:
+    return get_family(name).objective
 
 
 @dataclass
@@ -131,23 +113,29 @@ class TrainConfig:
     take their defaults), ``objective_args`` the objective's parameters (``rd``: ``lmbda``, with
     loss = lmbda * 255**2 * MSE + bpp as in CompressAI).
 
-    The learning rate drops by ``lr_drop_factor`` for the last ``lr_drop_fraction`` of ``steps``.
+    Fields left None take the family's recipe (``TrainFamily.defaults``), else
+    :data:`GLOBAL_DEFAULTS`; ``objective`` defaults to the family's. The learning rate is
+    multiplied by ``lr_gamma`` at each of ``lr_milestones`` (fractions of ``steps``) and by
+    ``lr_drop_factor`` for the last ``lr_drop_fraction`` of ``steps``; ``clip_max_norm`` 0 turns
+    gradient clipping off.
     ``max_seconds`` is a wall-clock budget for one ``train()`` call (checkpoint, then stop).
     ``channels_last`` and ``amp`` (bf16 autocast, rate terms kept in float32) apply on CUDA.
     """
 
     family: str = "balle"
     model: dict[str, Any] = field(default_factory=dict)
-    objective: str = "rd"
+    objective: str | None = None
     objective_args: dict[str, Any] = field(default_factory=dict)
-    steps: int = 100_000
-    batch_size: int = 16
-    patch_size: int = 256
-    lr: float = 1e-4
+    steps: int | None = None
+    batch_size: int | None = None
+    patch_size: int | None = None
+    lr: float | None = None
     aux_lr: float = 1e-3
-    lr_drop_fraction: float = 0.1
-    lr_drop_factor: float = 0.1
-    clip_max_norm: float = 1.0
+    lr_drop_fraction: float | None = None
+    lr_drop_factor: float | None = None
+    lr_milestones: list[float] | None = None
+    lr_gamma: float | None = None
+    clip_max_norm: float | None = None
     seed: int = 0
     data: str = field(default_factory=default_training_spec)
     out: str = "runs/train"
@@ -162,6 +150,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         family = _train_family(self.family)
+        for name, value in {**GLOBAL_DEFAULTS, **family.defaults}.items():
+            if getattr(self, name) is None:
+                setattr(self, name, list(value) if isinstance(value, list) else value)
+        if self.objective is None:
+            self.objective = _family_objective(self.family)
         for name in ("model", "objective_args"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
@@ -180,8 +173,20 @@ class TrainConfig:
             raise ValueError(
                 f"patch_size must be a multiple of {factor} for {self.family} {self.model}"
             )
-        for name in ("lr", "aux_lr", "clip_max_norm"):
+        for name in ("lr", "aux_lr"):
             _check_float(name, getattr(self, name), low=0.0, low_open=True)
+        _check_float("clip_max_norm", self.clip_max_norm, low=0.0)
+        _check_float("lr_gamma", self.lr_gamma, low=0.0, high=1.0, low_open=True)
+        if not isinstance(self.lr_milestones, (list, tuple)):
+            raise ValueError(f"lr_milestones must be a list, got {self.lr_milestones!r}")
+        self.lr_milestones = [
+            float(m) if isinstance(m, int) and not isinstance(m, bool) else m
+            for m in self.lr_milestones
+        ]
+        for m in self.lr_milestones:
+            _check_float("each lr milestone", m, low=0.0, high=1.0, low_open=True)
+        if list(self.lr_milestones) != sorted(self.lr_milestones):
+            raise ValueError(f"lr_milestones must be increasing, got {self.lr_milestones}")
         _check_float("lr_drop_fraction", self.lr_drop_fraction, low=0.0, high=1.0)
         _check_float("lr_drop_factor", self.lr_drop_factor, low=0.0, high=1.0, low_open=True)
         if self.max_seconds is not None:
@@ -229,9 +234,14 @@ class TrainConfig:
         return _train_family(self.family).build(self.model)
 
     def lr_at(self, step: int) -> float:
-        """Main learning rate for the 0-based ``step``: dropped in the last fraction of steps."""
+        """Main learning rate for the 0-based ``step``: ``lr_gamma`` at every milestone passed,
+        ``lr_drop_factor`` in the last ``lr_drop_fraction`` of steps."""
+        lr = self.lr
+        for m in self.lr_milestones:
+            if step >= int(self.steps * m):
+                lr *= self.lr_gamma
         drop_start = self.steps - int(self.steps * self.lr_drop_fraction)
-        return self.lr * self.lr_drop_factor if step >= drop_start else self.lr
+        return lr * self.lr_drop_factor if step >= drop_start else lr
 
 
 def resume_mismatches(saved: TrainConfig, new: TrainConfig) -> list[str]:

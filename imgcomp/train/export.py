@@ -15,13 +15,14 @@ from pathlib import Path
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from imgcomp.errors import CheckpointError
 from imgcomp.fsutil import atomic_path
 from imgcomp.nn.balle import BalleModel, build_model
 from imgcomp.nn.density import FactorizedDensity, GaussianConditional
 from imgcomp.train.checkpoint import read_checkpoint, resolve_checkpoint
-from imgcomp.train.config import resolve_arch
+from imgcomp.train.config import resolve_arch, train_families
 
 __all__ = ["WEIGHTS_FORMAT", "export_weights", "fit_quantiles", "load_weights", "read_metadata"]
 
@@ -52,6 +53,8 @@ def fit_quantiles(model: BalleModel, steps: int = 20000, lr: float = 0.1) -> flo
     export refines them: the loss depends on the density parameters only, no data. Adam with the
     learning rate decayed 100x over ``steps``. Returns the final auxiliary loss.
     """
+    if not hasattr(model, "aux_parameters"):  # no entropy densities (e.g. the RNN)
+        return 0.0
     params = model.aux_parameters()
     if steps <= 0 or not params:
         return float(model.aux_loss().detach())
@@ -155,10 +158,8 @@ def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu
     """Rebuild the model an exported weights file describes; float32, eval mode, strict load."""
     meta = read_metadata(path)
     try:
-        arch = resolve_arch(meta["arch"])
-        n, m = int(meta["N"]), int(meta["M"])
-        model = build_model(arch, n, m)
-    except (KeyError, ValueError) as exc:  # UnknownCodecError is a KeyError
+        model, what = _build_from_metadata(meta)
+    except (KeyError, ValueError, TypeError) as exc:  # UnknownCodecError is a KeyError
         raise CheckpointError(f"{os.fspath(path)!r}: bad metadata: {exc}") from None
     try:
         tensors = load_file(os.fspath(path))
@@ -168,5 +169,20 @@ def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{os.fspath(path)!r} does not fit {arch}: {exc}") from None
+        raise CheckpointError(f"{os.fspath(path)!r} does not fit {what}: {exc}") from None
     return model.to(device).eval()
+
+
+def _build_from_metadata(meta: dict[str, str]) -> tuple[nn.Module, str]:
+    """A fresh model of the family and arguments an export's metadata names (Ballé exports
+    before the family seam: ``arch``, ``N``, ``M`` at the top level)."""
+    family = meta.get("family", "balle")
+    if family == "balle" and "arch" in meta:
+        arch = resolve_arch(meta["arch"])
+        return build_model(arch, int(meta["N"]), int(meta["M"])), arch
+    model_args = json.loads(meta["config"])["model"]
+    training = train_families().get(family)
+    if training is None:
+        raise ValueError(f"unknown model family {family!r}")
+    args = training.normalize(model_args)
+    return training.build(args), f"{family} {args}"

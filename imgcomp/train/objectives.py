@@ -24,12 +24,14 @@ import torch
 from torch import Tensor, nn
 
 from imgcomp.nn.balle import BalleModel, FactorizedPrior, MeanScaleHyperprior, ScaleHyperprior
+from imgcomp.registry import get_family, list_families
 
 __all__ = [
     "OBJECTIVES",
     "Objective",
     "Optimizers",
     "RateDistortion",
+    "known_objectives",
     "make_objective",
     "make_optimizers",
     "objective_args",
@@ -143,11 +145,20 @@ class RateDistortion:
 OBJECTIVES: dict[str, type] = {"rd": RateDistortion}
 
 
+def known_objectives() -> dict[str, type]:
+    """Objective name -> class: :data:`OBJECTIVES` and those every registered family adds."""
+    out = dict(OBJECTIVES)
+    for family in map(get_family, list_families()):
+        out.update(family.objectives)
+    return out
+
+
 def make_objective(name: str, args: Mapping[str, Any] | None = None) -> Objective:
     """The objective ``name`` built with ``args``; ValueError for an unknown name or argument."""
-    cls = OBJECTIVES.get(name)
+    known = known_objectives()
+    cls = known.get(name)
     if cls is None:
-        raise ValueError(f"unknown objective {name!r}; known: {', '.join(sorted(OBJECTIVES))}")
+        raise ValueError(f"unknown objective {name!r}; known: {', '.join(sorted(known))}")
     args = dict(args or {})
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(args) - fields)
@@ -195,7 +206,8 @@ def train_step(
     clip: float,
     amp: bool = False,
 ) -> dict[str, Tensor]:
-    """One optimiser step on the batch ``x``: main (gradients clipped to ``clip``), then aux.
+    """One optimiser step on the batch ``x``: main (gradients clipped to ``clip``; 0: not
+    clipped), then aux.
 
     Returns ``{"loss", *metrics, "aux"}`` (``aux`` only with an auxiliary optimiser), detached
     and on the device: no synchronisation here. The caller seeds the step's noise.
@@ -205,7 +217,8 @@ def train_step(
     out = objective.forward(model, x, amp=amp)
     loss, metrics = objective.loss(x, out)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(optimizers.main_params, clip)
+    if clip > 0:
+        torch.nn.utils.clip_grad_norm_(optimizers.main_params, clip)
     opt.step()
     stats = {"loss": loss.detach(), **{k: v.detach() for k, v in metrics.items()}}
     if optimizers.aux is not None:

@@ -10,16 +10,19 @@ downsampling factor (16 or 64). Quantization replaces the transforms (``g_a``, `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import partial
+from typing import Any
 
 from torch import nn
 
 from imgcomp.codecs.latent import FactorizedLatent, HyperpriorLatent, LatentCodec
 from imgcomp.families.spec import Component, FamilySpec, Padding
 from imgcomp.families.weights import shipped_weights_path
-from imgcomp.nn.balle import ARCHITECTURES, BalleModel, FactorizedPrior, build_model
+from imgcomp.nn.balle import ARCHITECTURES, BalleModel, FactorizedPrior, build_model, resolve_arch
+from imgcomp.train.config import TrainFamily
 
-__all__ = ["BALLE", "balle_latent", "balle_padding"]
+__all__ = ["BALLE", "BALLE_TRAINING", "balle_latent", "balle_padding", "balle_train_args"]
 
 
 def balle_latent(model: nn.Module) -> LatentCodec:
@@ -44,6 +47,31 @@ def balle_padding(model: nn.Module) -> Padding:
     return Padding(int(model.downsampling_factor), "replicate")
 
 
+def balle_train_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"arch", "N", "M"}`` of a Ballé model: arch resolved, widths positive integers."""
+    unknown = sorted(set(args) - {"arch", "N", "M"})
+    if unknown:
+        raise ValueError(f"unknown balle model arguments: {', '.join(map(str, unknown))}")
+    out = {
+        "arch": resolve_arch(args.get("arch", "mbt2018-mean")),
+        "N": args.get("N", 128),
+        "M": args.get("M", 192),
+    }
+    for name in ("N", "M"):
+        v = out[name]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    return out
+
+
+#: How ``imgcomp train`` builds a Ballé model (the recipe is the global defaults: CompressAI's).
+BALLE_TRAINING = TrainFamily(
+    name="balle",
+    normalize=balle_train_args,
+    build=lambda a: build_model(a["arch"], a["N"], a["M"]),
+    multiple=lambda a: ARCHITECTURES[a["arch"]].downsampling_factor,
+)
+
 #: The Ballé family (registered by :mod:`imgcomp.families.balle`).
 BALLE = FamilySpec(
     name="balle",
@@ -63,4 +91,5 @@ BALLE = FamilySpec(
     shipped=shipped_weights_path,
     quant_units={"encoder": ("g_a",), "decoder": ("g_s",), "entropy": ("h_a", "h_s")},
     int8_units=("g_a", "g_s", "h_a", "h_s"),
+    training=BALLE_TRAINING,
 )
