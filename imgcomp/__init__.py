@@ -13,6 +13,7 @@ from imgcomp.errors import (
     ImgcompError,
     UnknownCodecError,
 )
+from imgcomp.progressive import stream_iterations, truncate
 from imgcomp.registry import create_codec, decode_stream, list_codecs, register_codec
 from imgcomp.version import __version__
 
@@ -144,4 +145,6 @@ __all__ = [
     "quantize",
     "register_codec",
     "save_codec",
+    "stream_iterations",
+    "truncate",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # types only: the spec module imports no engine
     from torch import nn
@@ -85,6 +85,11 @@ class FamilySpec:
     int8_units: tuple[str, ...] = ()
     #: a :class:`imgcomp.train.config.TrainFamily` (not imported: the spec sits below training)
     training: object | None = None
+    #: MACs (:mod:`imgcomp.ops.profile`): a chain of single-input modules ``(module, input,
+    #: output)`` from the image ``"x"`` (Ballé), or a ``coding_pass(model, x, codec_params)``
+    #: that runs what encoding computes; MACs are counted per component module either way.
+    macs_chain: tuple[tuple[str, str, str | None], ...] = ()
+    coding_pass: Callable[[nn.Module, Any, Mapping[str, Any]], object] | None = None
     objectives: Mapping[str, type] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -219,7 +219,8 @@ def quantize(
 
 def profile(codec: LearnedCodec, input_hw: tuple[int, int] = (512, 768)) -> ModelProfile:
     """Parameters, non-zeros, serialized and compressed size, MACs, per component."""
-    return profile_model(require_learned(codec).model, input_hw=input_hw)
+    codec = require_learned(codec)
+    return profile_model(codec.model, input_hw=input_hw, params=codec.params)
 
 
 def _stack(images, factor, to_tensor):

@@ -50,15 +50,12 @@ from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from imgcomp.errors import ImgcompError
-from imgcomp.ops.base import COMPONENTS
+from imgcomp.registry import find_family
 
 __all__ = ["ComponentProfile", "ModelProfile", "format_profile", "profile_model"]
 
 #: How ``serialized_bytes`` is measured.
 SERIALIZATION = "torch.save(state_dict) into BytesIO"
-#: Modules run for MACs, in encode order: (name, input it takes).
-_CHAIN = (("g_a", "x"), ("g_s", "y"), ("h_a", "y"), ("h_s", "z"))
-_COMPONENT_MODULES = {"encoder": ("g_a",), "decoder": ("g_s",), "entropy": ("h_a", "h_s")}
 
 
 @dataclass(frozen=True)
@@ -260,9 +257,13 @@ def _as_float(t: Any) -> Tensor:
 
 
 def _run_chain(
-    mods: Mapping[str, nn.Module], hw: tuple[int, int], device: str, cast: bool
+    mods: Mapping[str, nn.Module],
+    hw: tuple[int, int],
+    device: str,
+    cast: bool,
+    chain: tuple[tuple[str, str, str | None], ...],
 ) -> dict[str, int]:
-    """MACs per module of g_a(x), g_s(y), h_a(y), h_s(z) for one image of size ``hw``."""
+    """MACs per module of the family's chain (module, input, output) for one ``hw`` image."""
     make = torch.empty if device == "meta" else torch.rand
     acts: dict[str, Tensor] = {"x": make(1, 3, *hw, device=device)}
     macs: dict[str, int] = {}
@@ -271,7 +272,7 @@ def _run_chain(
         for m in mods.values():
             packed.attach(m)
         try:
-            for name, src in _CHAIN:
+            for name, src, dst in chain:
                 if name not in mods:
                     continue
                 module = mods[name]
@@ -279,47 +280,108 @@ def _run_chain(
                 f0, p0 = counter.get_total_flops(), packed.macs
                 out = _as_float(module(x))
                 macs[name] = (counter.get_total_flops() - f0) // 2 + packed.macs - p0
-                if name == "g_a":
-                    acts["y"] = out
-                elif name == "h_a":
-                    acts["z"] = out
+                if dst is not None:
+                    acts[dst] = out
         finally:
             packed.detach()
     return macs
 
 
+def _run_pass(
+    model: nn.Module,
+    hw: tuple[int, int],
+    device: str,
+    cast: bool,
+    family: Any,
+    params: Mapping[str, Any],
+) -> dict[str, int]:
+    """MACs per component module of the family's coding pass, by hooks on those modules."""
+    make = torch.empty if device == "meta" else torch.rand
+    x = make(1, 3, *hw, device=device)
+    macs: dict[str, int] = {}
+    handles = []
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        packed = _PackedConvMacs(counter)
+        packed.attach(model)
+        stack: list[tuple[int, int]] = []
+        for comp in family.components.values():
+            for prefix in comp.modules:
+                module = model.get_submodule(prefix)
+                macs[prefix] = 0
+
+                def pre(m, args, _s=stack):
+                    _s.append((counter.get_total_flops(), packed.macs))
+
+                def post(m, args, out, _p=prefix, _s=stack):
+                    f0, p0 = _s.pop()
+                    macs[_p] += (counter.get_total_flops() - f0) // 2 + packed.macs - p0
+
+                handles += [
+                    module.register_forward_pre_hook(pre),
+                    module.register_forward_hook(post),
+                ]
+        try:
+            family.coding_pass(model, x.to(torch.float32 if cast else _input_dtype(model)), params)
+        finally:
+            packed.detach()
+            for h in handles:
+                h.remove()
+    return macs
+
+
 def _measure(
-    mods: Mapping[str, nn.Module], hw: tuple[int, int], factor: int, device: str, cast: bool
+    run: Any, hw: tuple[int, int], factor: int, device: str, cast: bool
 ) -> tuple[dict[str, int], str]:
-    copies = {n: _copy(m, device, cast) for n, m in mods.items()}
+    """``run(hw, device, cast)`` at the full size on meta, else small and scaled when exact."""
     how = " (float32 copies)" if cast else ""
     if device == "meta":
-        return _run_chain(copies, hw, device, cast), f"FlopCounterMode on meta tensors{how}"
-    small = _run_chain(copies, (factor, factor), device, cast)
-    check = _run_chain(copies, (2 * factor, 3 * factor), device, cast)
+        return run(hw, device, cast), f"FlopCounterMode on meta tensors{how}"
+    small = run((factor, factor), device, cast)
+    check = run((2 * factor, 3 * factor), device, cast)
     if all(check[n] == 6 * small[n] for n in small):
         scale = (hw[0] // factor) * (hw[1] // factor)
         method = f"FlopCounterMode + packed-conv shapes at {factor}x{factor}{how}, scaled by H*W"
         return {n: v * scale for n, v in small.items()}, method + " (checked exact)"
     method = f"FlopCounterMode + packed-conv shapes at the padded size{how}"
-    return _run_chain(copies, hw, device, cast), method
+    return run(hw, device, cast), method
 
 
 def _module_macs(
-    model: nn.Module, hw: tuple[int, int], factor: int
+    model: nn.Module,
+    hw: tuple[int, int],
+    factor: int,
+    family: Any,
+    params: Mapping[str, Any],
 ) -> tuple[dict[str, int | None], str, list[str]]:
-    """MACs of g_a/g_s/h_a/h_s: meta tensors if the modules are plain float, else real runs;
-    dtypes kept first (a bf16 wrapper casts its own input), float32 copies if that fails."""
-    names = [n for n, _ in _CHAIN if isinstance(getattr(model, n, None), nn.Module)]
-    mods = {n: getattr(model, n) for n in names}
+    """MACs per module the family names (its ``macs_chain``, else its ``coding_pass``'s
+    component modules): meta tensors if the model is plain float, else real runs; dtypes kept
+    first (a bf16 wrapper casts its own input), float32 copies if that fails."""
+    chain = tuple(getattr(family, "macs_chain", ()) or ())
+    if chain:
+        names = [n for n, _, _ in chain if isinstance(getattr(model, n, None), nn.Module)]
+        mods = {n: getattr(model, n) for n in names}
+
+        def run(size, device, cast):
+            copies = {n: _copy(m, device, cast) for n, m in mods.items()}
+            return _run_chain(copies, size, device, cast, chain)
+
+    elif family is not None and getattr(family, "coding_pass", None) is not None:
+        names = [p for comp in family.components.values() for p in comp.modules]
+        mods = {n: model.get_submodule(n) for n in names}
+
+        def run(size, device, cast):
+            return _run_pass(_copy(model, device, cast), size, device, cast, family, params)
+
+    else:
+        mods = {}
     if not mods:
-        return {}, "none", ["no g_a/g_s/h_a/h_s modules: MACs not measured"]
+        return {}, "none", ["the model's family declares no MACs chain or pass: not measured"]
     attempts = [("meta", False), ("meta", True)] if _is_plain_float(mods.values()) else []
     attempts += [("cpu", False), ("cpu", True)]
     errors = []
     for device, cast in attempts:
         try:
-            found, method = _measure(mods, hw, factor, device, cast)
+            found, method = _measure(run, hw, factor, device, cast)
             break
         except Exception as err:  # try the next way; report if none works
             errors.append(f"{device}{'/float32' if cast else ''}: {err!r}"[:300])
@@ -341,7 +403,10 @@ def _qualified(model: nn.Module) -> dict[int, str]:
 
 
 def profile_model(
-    model: nn.Module, input_hw: tuple[int, int] = (512, 768), compress: bool = True
+    model: nn.Module,
+    input_hw: tuple[int, int] = (512, 768),
+    compress: bool = True,
+    params: Mapping[str, Any] | None = None,
 ) -> ModelProfile:
     """Parameters, non-zeros, serialized/zlib sizes and MACs (one ``input_hw`` image) per component.
 
@@ -359,16 +424,21 @@ def profile_model(
         or min(input_hw) <= 0
     ):
         raise ImgcompError(f"input_hw must be two positive ints, got {input_hw!r}")
-    factor = int(getattr(model, "downsampling_factor", 16))
+    family = find_family(model)
+    comp_names = family.component_names if family is not None else tuple(components)
+    if family is not None:
+        factor = family.padding(model).multiple
+    else:
+        factor = int(getattr(model, "downsampling_factor", 16))
     h, w = input_hw
     padded = (-(-h // factor) * factor, -(-w // factor) * factor)
-    module_macs, macs_method, notes = _module_macs(model, padded, factor)
+    module_macs, macs_method, notes = _module_macs(model, padded, factor, family, params or {})
 
     names = _qualified(model)
     full = model.state_dict()
     states: dict[str, dict[str, Any]] = {}
     counts: dict[str, tuple[int, int]] = {}
-    for comp in COMPONENTS:
+    for comp in comp_names:
         mods = {names.get(id(m), ""): m for m in components.get(comp, [])}
         states[comp] = _state_dict(mods)
         counts[comp] = _count(_param_tensors(mods.values()))
@@ -384,8 +454,8 @@ def profile_model(
             zipped = dict(zip(serialized, sizes, strict=True))
 
     profiles: list[ComponentProfile] = []
-    for comp in COMPONENTS:
-        runs = [module_macs[n] for n in _COMPONENT_MODULES[comp] if n in module_macs]
+    for comp in comp_names:
+        runs = [module_macs[n] for n in _macs_modules(family, comp) if n in module_macs]
         macs = None if None in runs else sum(v for v in runs if v is not None)
         if comp == "entropy" and module_macs and "h_a" not in module_macs:
             notes.append("entropy MACs: no hyperprior; factorized densities are not counted")
@@ -411,6 +481,16 @@ def profile_model(
         macs_method=macs_method,
         notes=tuple(notes),
     )
+
+
+def _macs_modules(family: Any, comp: str) -> tuple[str, ...]:
+    """The modules whose MACs make up component ``comp``: its quantization units with a MACs
+    chain (Ballé: g_a; g_s; h_a + h_s), else the component's own module prefixes."""
+    if family is None:
+        return ()
+    if getattr(family, "macs_chain", ()):
+        return tuple(family.quant_units.get(comp, ()))
+    return tuple(family.components[comp].modules)
 
 
 def _size(n: int) -> str:

@@ -59,7 +59,9 @@ class TrainFamily:
 
     ``normalize`` returns the complete arguments (defaults filled, ValueError / UnknownCodecError
     when bad), ``build`` the freshly initialised model, ``multiple`` the patch side's divisor and
-    ``defaults`` the family's training recipe (TrainConfig fields a config leaves unset).
+    ``defaults`` the family's training recipe (TrainConfig fields a config leaves unset) and
+    ``finalize(model, metadata)`` what export does to a trained model before writing it (e.g.
+    fit the RNN's code model), returning metadata to add.
     """
 
     name: str
@@ -67,6 +69,7 @@ class TrainFamily:
     build: Callable[[Mapping[str, Any]], nn.Module]
     multiple: Callable[[Mapping[str, Any]], int]
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    finalize: Callable[[nn.Module, Mapping[str, str]], dict[str, str]] | None = None
 
 
 #: Training defaults of every family (a family's ``TrainFamily.defaults`` override them).

@@ -112,17 +112,23 @@ def export_weights(
     *,
     half: bool = False,
     fit_quantile_steps: int = 0,
+    finalize: bool = True,
 ) -> Path:
     """Write the weights of a training checkpoint (file or run directory) as safetensors.
 
     ``checkpoint`` may also be an exported ``.safetensors`` file (to re-export it, e.g. in
     float16). With ``fit_quantile_steps`` the density quantiles are refined first
-    (:func:`fit_quantiles`). Metadata (all strings): format, family, the model's arguments
-    (Ballé: arch, N, M), objective, its arguments (rd: lmbda), steps (reached), target_steps,
-    finished, seed, data, data_fingerprint, wall_time_s, dtype, config (JSON of the whole
-    TrainConfig), and quantile_fit_steps / aux_loss when quantiles were refined.
+    (:func:`fit_quantiles`); with ``finalize`` the family's export step runs (the RNN fits its
+    code model on the run's training data). Metadata (all strings): format, family, the
+    model's arguments (Ballé: arch, N, M), objective, its arguments (rd: lmbda), steps
+    (reached), target_steps, finished, seed, data, data_fingerprint, wall_time_s, dtype,
+    config (JSON of the whole TrainConfig), and quantile_fit_steps / aux_loss when
+    quantiles were refined.
     """
     model, metadata = _source(checkpoint)
+    training = train_families().get(metadata.get("family", "balle"))
+    if finalize and training is not None and training.finalize is not None:
+        metadata.update(training.finalize(model, metadata))
     if fit_quantile_steps > 0:
         aux = fit_quantiles(model, fit_quantile_steps)
         done = int(metadata.get("quantile_fit_steps", "0")) + fit_quantile_steps

@@ -92,4 +92,5 @@ BALLE = FamilySpec(
     quant_units={"encoder": ("g_a",), "decoder": ("g_s",), "entropy": ("h_a", "h_s")},
     int8_units=("g_a", "g_s", "h_a", "h_s"),
     training=BALLE_TRAINING,
+    macs_chain=(("g_a", "x", "y"), ("g_s", "y", None), ("h_a", "y", "z"), ("h_s", "z", None)),
 )

@@ -165,11 +165,15 @@ class TodericiRNN(nn.Module):
         #: :mod:`imgcomp.entropy.binary_context`; empty: none (streams use the adaptive model)
         self.register_buffer("code_model", torch.zeros(0, dtype=torch.int32))
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, *rest):
         key = prefix + "code_model"
-        if key in state_dict:  # its size is the table's, not fixed by the architecture
+        present = key in state_dict
+        if present:  # its size is the table's, not fixed by the architecture
             self.code_model = torch.zeros_like(state_dict[key], dtype=torch.int32)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, *rest)
+        if not present and key in missing:  # a model without a code model is a valid model
+            missing.remove(key)
+            self.code_model = torch.zeros(0, dtype=torch.int32)
 
     @property
     def config(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from torch import nn
 from imgcomp.codecs.latent import BinaryLatent, LatentCodec
 from imgcomp.entropy.binary_context import AdaptiveContextModel, LearnedContextModel
 from imgcomp.errors import ImgcompError
+from imgcomp.families.rnn.code_model import finalize_export
 from imgcomp.families.rnn.model import CODE_CHANNELS, MAX_ITERATIONS, TodericiRNN, scaled_widths
 from imgcomp.families.rnn.objective import ResidualL1
 from imgcomp.families.spec import Component, FamilySpec, Padding
@@ -94,6 +95,7 @@ RNN_TRAINING = TrainFamily(
         "lr_drop_factor": 1.0,
         "clip_max_norm": 0.0,
     },
+    finalize=finalize_export,
 )
 
 #: The RNN family (registered by :mod:`imgcomp.families.rnn`).
@@ -114,4 +116,5 @@ RNN = FamilySpec(
     quant_units={"encoder": ("encoder",), "binarizer": ("binarizer",), "decoder": ("decoder",)},
     training=RNN_TRAINING,
     objectives={ResidualL1.name: ResidualL1},
+    coding_pass=lambda model, x, params: model.analysis(x, int(params.get("iterations", 1))),
 )

@@ -18,16 +18,53 @@ from imgcomp.ops.quant.rewrite import ConvGDN
 __all__ = ["Bf16Transform", "to_bf16"]
 
 
+def _map_tensors(value: object, fn) -> object:
+    """``fn`` applied to every tensor of a (nested) tuple / list of tensors and other values."""
+    if isinstance(value, Tensor):
+        return fn(value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map_tensors(v, fn) for v in value)
+    return value
+
+
+def _to_bf16(t: Tensor) -> Tensor:
+    if not t.is_floating_point():
+        return t
+    if t.dim() == 4:
+        return t.to(dtype=torch.bfloat16, memory_format=torch.channels_last)
+    return t.to(torch.bfloat16)
+
+
+def _to_float32(t: Tensor) -> Tensor:
+    if not t.is_floating_point():
+        return t
+    return t.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+
+
 class Bf16Transform(nn.Module):
-    """Runs ``inner`` (bf16, channels_last) on float32 NCHW input; returns float32 NCHW."""
+    """Runs ``inner`` (bf16, channels_last) on float32 NCHW inputs; returns float32 NCHW.
+
+    Every tensor argument and result is converted, also inside tuples (a recurrent cell's
+    ``(x, states) -> (out, states)``); other attributes are the inner module's (e.g. an RNN
+    encoder's ``zero_states``).
+    """
 
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
         self.inner = inner
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x.to(dtype=torch.bfloat16, memory_format=torch.channels_last)
-        return self.inner(x).to(dtype=torch.float32, memory_format=torch.contiguous_format)
+    def forward(self, *args: object) -> object:
+        if len(args) == 1 and isinstance(args[0], Tensor):  # the common case, kept cheap
+            x = args[0].to(dtype=torch.bfloat16, memory_format=torch.channels_last)
+            return self.inner(x).to(dtype=torch.float32, memory_format=torch.contiguous_format)
+        out = self.inner(*_map_tensors(args, _to_bf16))
+        return _map_tensors(out, _to_float32)
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(super().__getattr__("inner"), name)
 
 
 def _replace_gdn(module: nn.Module) -> None:
