@@ -34,13 +34,17 @@ _FACTORIES: dict[str, Callable[..., Codec]] = {}
 _ALIASES: dict[str, str] = {}
 _FAMILIES: dict[str, FamilySpec] = {}
 _PROGRESSIVE: set[str] = set()
+_CODEC_FAMILY: dict[str, str] = {}
 
 
-def register_codec(name: str, *aliases: str, progressive: bool = False) -> Callable[[F], F]:
+def register_codec(
+    name: str, *aliases: str, progressive: bool = False, family: str | None = None
+) -> Callable[[F], F]:
     """Decorator: make ``factory(**params)`` available as ``create_codec(name, **params)``.
 
     ``progressive``: the codec's streams hold one section per iteration and carry an
     ``iterations`` parameter, so :func:`imgcomp.progressive.truncate` may cut them.
+    ``family``: the model family of a learned codec (:func:`codec_family`).
     """
 
     def decorate(factory: F) -> F:
@@ -52,6 +56,8 @@ def register_codec(name: str, *aliases: str, progressive: bool = False) -> Calla
             _ALIASES[alias] = name
         if progressive:
             _PROGRESSIVE.add(name)
+        if family is not None:
+            _CODEC_FAMILY[name] = family
         return factory
 
     return decorate
@@ -89,6 +95,11 @@ def list_codecs(aliases: bool = False) -> list[str]:
     if aliases:
         names += list(_ALIASES)
     return sorted(names)
+
+
+def codec_family(name: str) -> str | None:
+    """The model family of learned codec ``name`` (or alias); None for a classic codec."""
+    return _CODEC_FAMILY.get(canonical_name(name))
 
 
 def is_progressive(name: str) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ from imgcomp.fsutil import atomic_path
 from imgcomp.nn.balle import BalleModel, build_model
 from imgcomp.nn.density import FactorizedDensity
 from imgcomp.nn.gdn import GDN
-from imgcomp.ops.config import Bf16, Int8, OpConfig, parse_record
+from imgcomp.ops.config import BALLE_COMPONENTS, Bf16, Int8, OpConfig, parse_record
 
 __all__ = [
     "LOAD_FORMAT",
@@ -62,20 +62,31 @@ _RECORD = "codec"
 _LEGACY_PRUNE = "prune-structured("
 
 
-def _op_config(op: object) -> OpConfig | None:
+def _op_config(op: object, components: Sequence[str] = BALLE_COMPONENTS) -> OpConfig | None:
     """The op config of a record this module can rebuild (None: a legacy pruning), else an
-    error; the grammar is :mod:`imgcomp.ops.config`'s."""
+    error; the grammar is :mod:`imgcomp.ops.config`'s, over the family's ``components``."""
     if isinstance(op, str) and op.startswith(_LEGACY_PRUNE):
         return None
     if isinstance(op, str) and not op.startswith(("prune=", "quantize:")):
         raise ImgcompError(f"cannot save or rebuild the op {op!r} (known: prune, quantize)")
-    return parse_record(op)  # type: ignore[arg-type]
+    return parse_record(op, components)  # type: ignore[arg-type]
 
 
-def _check_op(op: object) -> str:
+def _check_op(op: object, components: Sequence[str] = BALLE_COMPONENTS) -> str:
     """The op record if this module can rebuild it (pruning, quantization), else an error."""
-    _op_config(op)
+    _op_config(op, components)
     return op  # type: ignore[return-value]
+
+
+def _family_components(name: str) -> tuple[str, ...]:
+    """The components of the family of learned codec ``name`` (Ballé's if it has none)."""
+    from imgcomp.registry import codec_family, get_family
+
+    try:
+        family = codec_family(name)
+    except ImgcompError:
+        family = None
+    return get_family(family).component_names if family else tuple(BALLE_COMPONENTS)
 
 
 # -- saving ------------------------------------------------------------------------------------
@@ -88,7 +99,7 @@ def save_codec(codec: LearnedCodec, path: str | os.PathLike[str]) -> Path:
             f"only learned codecs can be saved; {getattr(codec, 'name', codec)!r} is not one "
             "(a classic codec is rebuilt from its name and parameters)"
         )
-    ops = [_check_op(op) for op in codec.ops]
+    ops = [_check_op(op, _family_components(codec.name)) for op in codec.ops]
     record = {
         "name": codec.name,
         "params": codec.params,
@@ -166,13 +177,15 @@ def _check_record(record: object, where: str) -> None:
     if not isinstance(fp, str) or not re.fullmatch(r"[0-9a-f]{16}", fp):
         raise bad("fingerprint must be 16 hex digits")
     config = record["config"]
-    n, m = config.get("N"), config.get("M")
-    dims_ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n, m))
-    if not isinstance(config.get("arch"), str) or not dims_ok:
-        raise bad("config must give arch, N and M (positive integers)")
+    components = _family_components(record["name"])
+    if "arch" in config or components == tuple(BALLE_COMPONENTS):  # a Ballé model
+        n, m = config.get("N"), config.get("M")
+        dims_ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n, m))
+        if not isinstance(config.get("arch"), str) or not dims_ok:
+            raise bad("config must give arch, N and M (positive integers)")
     try:
         for op in record["ops"]:
-            _check_op(op)
+            _check_op(op, components)
     except ImgcompError as exc:
         raise bad(str(exc)) from None
 
@@ -245,12 +258,12 @@ def _calibration_image() -> np.ndarray:
     return (np.stack([x * 3, y * 3, (x + y) * 2], axis=-1) + noise).clip(0, 255).astype(np.uint8)
 
 
-def _replay(model: BalleModel, ops: list[str]) -> None:
+def _replay(model: nn.Module, ops: list[str], components: Sequence[str]) -> None:
     """Re-apply the ops that replace modules (bf16, int8) to the rebuilt float model, in order."""
     from imgcomp.ops.quant.api import quantize_model
 
     for op in ops:
-        config = _op_config(op)
+        config = _op_config(op, components)
         if isinstance(config, Int8):
             quantize_model(
                 model, "int8", [_calibration_image()], config.components, **config.options()
@@ -283,21 +296,24 @@ def _load_values(model: BalleModel, saved: Mapping[str, Tensor]) -> None:
 def load_saved_codec(path: str | os.PathLike[str], device: str = "cpu") -> LearnedCodec:
     """The codec :func:`save_codec` wrote to ``path``; CheckpointError when the file is not one,
     was edited, or does not rebuild into the model that was saved (fingerprint check)."""
-    from imgcomp.registry import canonical_name
+    from imgcomp.registry import canonical_name, codec_family, get_family
     from imgcomp.zoo import LEARNED
 
     where = os.fspath(path)
     record = read_record(path)
     name, params, ops, config = (record[k] for k in ("name", "params", "ops", "config"))
     try:
-        known = canonical_name(name) == name and name in LEARNED
+        family_name = codec_family(name) if canonical_name(name) == name else None
     except ImgcompError:
-        known = False
-    if not known:
+        family_name = None
+    if family_name is None:
         raise CheckpointError(f"{where!r}: {name!r} is not a learned codec of this imgcomp")
-    if LEARNED[name] != config["arch"]:
-        raise CheckpointError(f"{where!r}: {name} is a {LEARNED[name]}, not {config['arch']}")
-    if torch.device(device).type != "cpu" and any(isinstance(_op_config(op), Int8) for op in ops):
+    family = get_family(family_name)
+    if family_name == "balle" and LEARNED[name] != config.get("arch"):
+        raise CheckpointError(f"{where!r}: {name} is a {LEARNED[name]}, not {config.get('arch')}")
+    if torch.device(device).type != "cpu" and any(
+        isinstance(_op_config(op, family.component_names), Int8) for op in ops
+    ):
         raise ImgcompError("int8 codecs run on the CPU; load this one with device='cpu'")
     try:
         saved = load_file(where)
@@ -306,12 +322,17 @@ def load_saved_codec(path: str | os.PathLike[str], device: str = "cpu") -> Learn
     try:
         with torch.random.fork_rng(devices=[]):  # the rebuild draws values; the caller keeps RNG
             torch.manual_seed(0)
-            model = build_model(config["arch"], config["N"], config["M"])
-            _resize(model, saved)
+            if family_name == "balle":
+                model = build_model(config["arch"], config["N"], config["M"])
+                _resize(model, saved)
+            else:  # the config names every width (pruned ones included)
+                training = family.training
+                model = training.build(training.normalize(config))
             model.eval()
-            _replay(model, ops)
+            _replay(model, ops, family.component_names)
         _load_values(model, saved)
-        codec = LearnedCodec(model, name, params, device=device, ops=tuple(ops))
+        make = family.codec or LearnedCodec
+        codec = make(model, name, params, device=device, ops=tuple(ops))
         fingerprint = codec.fingerprint.hex()
     except CheckpointError as exc:
         raise CheckpointError(f"{where!r}: {exc}") from None

@@ -87,7 +87,7 @@ def load_model(
 
 
 def _register(name: str, alias: str) -> None:
-    @register_codec(name, alias)
+    @register_codec(name, alias, family=FAMILY[name])
     def factory(
         quality: int | None = None,
         checkpoint: str | None = None,

@@ -195,7 +195,7 @@ def test_bad_tags_are_clear_errors(text: str, match: str) -> None:
         ("rot13", "known ops are"),
         ("prune=enc0.3,dec0,ent0:l1", "unknown pruning method"),
         ("prune=enc0.3,dec0,ent0:structured-l3", "importance"),
-        ("prune=enc0.3,dec0,ent0:structured-l1:recover5", "number"),
+        ("prune=enc0.3,dec0,ent0:structured-l1:recover5@", "number"),
         ("prune=enc0.3,dec0,ent0:structured-l1:recover5@0.01:round4", "cannot read 'round4'"),
         ("prune=enc0.3,dec0,ent0:structured-l1:round1", "not written as this imgcomp writes"),
         ("prune=enc0.30,dec0,ent0:l1-layer", "not written as this imgcomp writes"),
@@ -220,3 +220,12 @@ def test_every_full_matrix_case_id_reads_back_to_itself() -> None:
     for case_id in ids:
         family, config = parse_case_id(case_id)
         assert case_id == (f"{family}/{config.label}" if "/prune=" in case_id else family)
+
+
+def test_a_recovery_without_a_lambda_round_trips() -> None:
+    """Objectives without a lambda (the RNN's residual L1) record the steps alone."""
+    config = StructuredPrune({"decoder": 0.3}, recover_steps=20)
+    record = config.over(("encoder", "binarizer", "decoder")).record()
+    assert record.endswith(":structured-l1:recover20")
+    back = parse_record(record, ("encoder", "binarizer", "decoder"))
+    assert back.recover_steps == 20 and back.lmbda is None

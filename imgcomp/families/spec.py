@@ -10,7 +10,7 @@ registers its spec with :func:`imgcomp.registry.register_family`; engines look i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # types only: the spec module imports no engine
 
     from imgcomp.codecs.latent import LatentCodec
 
-__all__ = ["Component", "FamilySpec", "Padding"]
+__all__ = ["ChannelSlice", "Component", "FamilySpec", "Padding", "PrunableGroup"]
 
 #: Padding modes a codec may ask for (those of ``torch.nn.functional.pad``).
 PAD_MODES = ("replicate", "reflect", "constant")
@@ -52,6 +52,41 @@ class Padding:
             raise ValueError(f"padding multiple must be positive, got {self.multiple}")
         if self.mode not in PAD_MODES:
             raise ValueError(f"padding mode must be one of {PAD_MODES}, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class ChannelSlice:
+    """Where the channels of a :class:`PrunableGroup` live in one parameter: along ``dim``,
+    unit ``u`` is the indices ``r * stride + u * block + b`` for ``r < repeats``, ``b < block``
+    (a ConvLSTM's gates: ``repeats=4, stride=H``; channels before a 2x pixel shuffle:
+    ``block=4``)."""
+
+    param: str
+    dim: int
+    block: int = 1
+    repeats: int = 1
+    stride: int = 0
+
+    def indices(self, units: Sequence[int]) -> list[int]:
+        """The parameter indices of ``units``, in order."""
+        return [
+            r * self.stride + u * self.block + b
+            for r in range(self.repeats)
+            for u in units
+            for b in range(self.block)
+        ]
+
+
+@dataclass(frozen=True)
+class PrunableGroup:
+    """Channels structured pruning removes together: ``units`` units, each sliced out of every
+    parameter in ``slices``; owned by ``components`` (pruned only when all are selected, at the
+    smallest of their ratios)."""
+
+    name: str
+    components: tuple[str, ...]
+    units: int
+    slices: tuple[ChannelSlice, ...]
 
 
 @dataclass(frozen=True)
@@ -90,6 +125,13 @@ class FamilySpec:
     #: that runs what encoding computes; MACs are counted per component module either way.
     macs_chain: tuple[tuple[str, str, str | None], ...] = ()
     coding_pass: Callable[[nn.Module, Any, Mapping[str, Any]], object] | None = None
+    #: structured pruning by declaration: the model's channel groups, and what updates the
+    #: model's own widths (attributes, config) after the engine sliced its parameters
+    channel_groups: Callable[[nn.Module], list[PrunableGroup]] | None = None
+    after_resize: Callable[[nn.Module], None] | None = None
+    #: the codec class of the family's models (``(model, name, params, device=, ops=)``);
+    #: None: :class:`imgcomp.codecs.learned.LearnedCodec`
+    codec: Callable[..., Any] | None = None
     objectives: Mapping[str, type] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -44,6 +44,7 @@ from imgcomp.ops.config import (
     quant_config,
 )
 from imgcomp.ops.profile import ModelProfile, format_profile, profile_model
+from imgcomp.registry import family_of
 
 __all__ = [
     "METHODS",
@@ -136,15 +137,22 @@ def prune(
             from imgcomp.ops.quant.calibration import calibration_images, image_tensor
 
             images = calibration_images(data_dir=data)
-            calibration = _stack(images, model.downsampling_factor, image_tensor)
+            calibration = _stack(images, codec.pad_multiple, image_tensor)
         with single_cpu_thread(codec.device):  # rankings independent of the thread count
             report = prune_structured(
                 model, ratios, config.importance, calibration, config.round_to
             )
         if config.recover_steps:
-            if config.lmbda is None:
+            rd = family_of(model).objective == "rd"
+            if rd and config.lmbda is None:
                 config = replace(config, lmbda=_training_lambda(codec))
-            recover(model, config.recover_steps, config.lmbda, data)
+            recover(
+                model,
+                config.recover_steps,
+                config.lmbda,
+                data,
+                objective_args=_codec_objective_args(codec),
+            )
     else:
         raise ImgcompError(f"unknown pruning config {config!r}")
     new = derive(codec, model, config.record())
@@ -227,6 +235,17 @@ def _stack(images, factor, to_tensor):
     import torch
 
     return torch.cat([to_tensor(img, factor) for img in images])
+
+
+def _codec_objective_args(codec: LearnedCodec) -> dict[str, object]:
+    """Objective arguments the codec's own parameters set (the RNN's ``iterations``: recovery
+    fine-tunes for the rate the codec runs at)."""
+    import dataclasses
+
+    from imgcomp.train.objectives import known_objectives
+
+    cls = known_objectives()[family_of(codec.model).objective]
+    return {f.name: codec.params[f.name] for f in dataclasses.fields(cls) if f.name in codec.params}
 
 
 def _training_lambda(codec: LearnedCodec) -> float:

@@ -229,8 +229,9 @@ class L1Prune(PruneConfig):
 @dataclass(frozen=True)
 class StructuredPrune(PruneConfig):
     """Structured pruning: whole channels removed (``importance``), widths rounded down to
-    multiples of ``round_to``, then ``recover_steps`` of RD fine-tuning at ``lmbda`` (None:
-    the shipped weights' training lambda, resolved when the op runs). The case-id tag names
+    multiples of ``round_to``, then ``recover_steps`` of fine-tuning on the family's objective
+    (rate-distortion at ``lmbda``; None: the shipped weights' training lambda, resolved when the
+    op runs; objectives without a lambda leave it None). The case-id tag names
     the method only (``...:structured``); the record names every option."""
 
     importance: str = "l1"
@@ -262,10 +263,10 @@ class StructuredPrune(PruneConfig):
         out = f"structured-{self.importance}"
         if self.round_to:
             out += f":round{self.round_to}"
-        if self.recover_steps:
-            if self.lmbda is None:
-                raise OpConfigError("the record of a recovery needs its lmbda: resolve it first")
-            out += f":recover{self.recover_steps}@{self.lmbda:g}"
+        if self.recover_steps:  # lmbda None: an objective without one (the RNN's residual L1)
+            out += f":recover{self.recover_steps}"
+            if self.lmbda is not None:
+                out += f"@{self.lmbda:g}"
         return out
 
 
@@ -449,10 +450,10 @@ def parse_record(record: str, components: Sequence[str] = BALLE_COMPONENTS) -> O
                     and "lmbda" not in options
                 ):
                     options["round_to"] = _integer(part.removeprefix("round"), what)
-                elif part.startswith("recover") and "lmbda" not in options:
-                    steps, _, lam = part.removeprefix("recover").partition("@")
+                elif part.startswith("recover") and "recover_steps" not in options:
+                    steps, at, lam = part.removeprefix("recover").partition("@")
                     options["recover_steps"] = _integer(steps, what)
-                    options["lmbda"] = _number(lam, what)
+                    options["lmbda"] = _number(lam, what) if at else None
                 else:
                     raise OpConfigError(f"cannot read {part!r} in {what}")
             config = StructuredPrune(values, **options)

@@ -368,7 +368,7 @@ def prune_structured(
     ``round_to`` rounds every kept width down to a multiple of it (see :func:`_kept`).
     """
     if not isinstance(model, BalleModel):
-        raise ImgcompError(f"structured pruning needs a BalleModel, got {type(model).__name__}")
+        return prune_declared(model, ratios, importance, calibration, round_to)
     ratios = check_ratios(ratios)
     round_to = check_round_to(round_to)
     if importance not in IMPORTANCES:
@@ -432,6 +432,99 @@ def prune_structured(
     )
 
 
+def prune_declared(
+    model: nn.Module,
+    ratios: Mapping[str, float],
+    importance: str = "l1",
+    calibration: Tensor | None = None,
+    round_to: int | None = None,
+) -> StructuredReport:
+    """Structured pruning of a family that declares its channel groups (``channel_groups``):
+    each group keeps its units with the largest L1 (L2) norm over all its slices, ranked on
+    the unpruned model; then every slice is cut and the family's ``after_resize`` runs."""
+    family = family_of(model)
+    if family.channel_groups is None:
+        raise ImgcompError(f"the {family.name} family declares no channel groups to prune")
+    ratios = check_ratios(ratios, family.component_names)
+    round_to = check_round_to(round_to)
+    if importance not in IMPORTANCES:
+        raise ImgcompError(f"unknown importance {importance!r}; use one of {sorted(IMPORTANCES)}")
+    if importance == "activation":
+        raise ImgcompError(
+            f"importance='activation' is implemented for the Ballé family; use l1 or l2 for "
+            f"{family.name}"
+        )
+    params = dict(model.named_parameters())
+    widths_before, params_before = _widths(model), _param_count(model)
+    config_before = dict(model.config)
+    plan = []
+    for group in family.channel_groups(model):
+        ratio = ChannelGroup(group.name, group.components).ratio(ratios)
+        if ratio is None or ratio <= 0:
+            continue
+        for sl in group.slices:
+            p = params.get(sl.param)
+            if p is None or type(p) is not nn.Parameter or not p.is_floating_point():
+                raise ImgcompError(
+                    f"{sl.param} is not a float parameter; apply structured pruning before "
+                    "ops that replace layers (e.g. quantization)"
+                )
+            if len(sl.indices(range(group.units))) != p.shape[sl.dim]:
+                raise ImgcompError(f"{sl.param} dim {sl.dim} does not hold {group.name}'s units")
+        p_norm = IMPORTANCES[importance]
+        with torch.no_grad():
+            scores = torch.zeros(group.units, dtype=torch.float64)
+            for sl in group.slices:
+                w = params[sl.param].detach().double().abs() ** p_norm
+                for u in range(group.units):
+                    idx = torch.tensor(sl.indices([u]))
+                    scores[u] += w.index_select(sl.dim, idx).sum()
+        n_drop = group.units - _kept(group.units, ratio, round_to)
+        drop = sorted(torch.argsort(scores, stable=True)[:n_drop].tolist())
+        plan.append((group, ratio, drop))
+    modules = dict(model.named_modules())
+    done = []
+    with torch.no_grad():
+        for group, ratio, drop in plan:
+            keep = [u for u in range(group.units) if u not in set(drop)]
+            for sl in group.slices:
+                owner, _, attr = sl.param.rpartition(".")
+                module = modules[owner]
+                old = getattr(module, attr)
+                idx = torch.tensor(sl.indices(keep), device=old.device)
+                setattr(module, attr, nn.Parameter(old.data.index_select(sl.dim, idx).clone()))
+            done.append(
+                GroupPruning(
+                    group.name, group.components, ratio, group.units, len(keep), tuple(drop)
+                )
+            )
+    for module in model.modules():  # conv attributes from the sliced weights
+        if isinstance(module, nn.ConvTranspose2d):
+            module.in_channels = int(module.weight.shape[0])
+            module.out_channels = int(module.weight.shape[1]) * module.groups
+        elif isinstance(module, nn.Conv2d):
+            module.out_channels = int(module.weight.shape[0])
+            module.in_channels = int(module.weight.shape[1]) * module.groups
+    if family.after_resize is not None:
+        family.after_resize(model)
+    widths_after = _widths(model)
+    return StructuredReport(
+        arch=str(model.config.get("arch", family.name)),
+        ratios=ratios,
+        importance=importance,
+        round_to=round_to,
+        groups=tuple(done),
+        layers=tuple(
+            LayerWidth(name, kind, cin, widths_after[name][1], cout, widths_after[name][2])
+            for name, (kind, cin, cout) in widths_before.items()
+        ),
+        params_before=params_before,
+        params_after=_param_count(model),
+        config_before=config_before,
+        config_after=dict(model.config),
+    )
+
+
 def _check_calibration(model: BalleModel, calibration: Tensor | None) -> None:
     if not isinstance(calibration, Tensor) or not calibration.is_floating_point():
         raise ImgcompError("importance='activation' needs calibration images: a float tensor")
@@ -484,9 +577,9 @@ class RecoverResult:
 
 
 def recover(
-    model: BalleModel,
+    model: nn.Module,
     steps: int,
-    lmbda: float,
+    lmbda: float | None,
     data_dir: str | Path | None,
     batch_size: int = 8,
     patch_size: int = 128,
@@ -494,6 +587,7 @@ def recover(
     device: str = "cpu",
     seed: int = 0,
     quantile_steps: int = 1000,
+    objective_args: Mapping[str, Any] | None = None,
 ) -> RecoverResult:
     """Fine-tune a pruned ``model`` in place with the training objective, then refit quantiles.
 
@@ -514,8 +608,12 @@ def recover(
 
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ImgcompError(f"steps must be a positive integer, got {steps!r}")
-    if not (isinstance(lmbda, (int, float)) and math.isfinite(lmbda) and lmbda > 0):
-        raise ImgcompError(f"lmbda must be a positive number, got {lmbda!r}")
+    family = family_of(model)
+    args = dict(objective_args or {})
+    if family.objective == "rd":
+        if not (isinstance(lmbda, (int, float)) and math.isfinite(lmbda) and lmbda > 0):
+            raise ImgcompError(f"lmbda must be a positive number, got {lmbda!r}")
+        args["lmbda"] = lmbda
     if patch_size % model.downsampling_factor:
         raise ImgcompError(f"patch_size must be a multiple of {model.downsampling_factor}")
     home = next(model.parameters()).device
@@ -523,7 +621,7 @@ def recover(
     sampler = PatchSampler.from_files(list(load_training_set(data_dir).files), patch_size, dev)
     model.to(dev).train()
     # the family's training objective (Ballé: rd, weighted by lmbda)
-    objective = objectives.make_objective(family_of(model).objective, {"lmbda": lmbda})
+    objective = objectives.make_objective(family.objective, args)
     opts = objectives.make_optimizers(model, lr=lr, aux_lr=1e-3)
     history = []
     try:
@@ -538,13 +636,13 @@ def recover(
                 torch.manual_seed(step_seed(seed, step, 1))
                 x = sampler.batch(seed, step, batch_size)
                 stats = objectives.train_step(model, opts, x, objective, clip=1.0)
-                history.append([float(stats[k]) for k in ("loss", "mse", "bpp")])
+                history.append([float(stats.get(k, math.nan)) for k in ("loss", "mse", "bpp")])
             aux_final = fit_quantiles(model, steps=quantile_steps)
     finally:
         model.eval().to(home)
     q = max(1, steps // 4)
     first = torch.tensor(history[:q]).mean(0).tolist()
     last = torch.tensor(history[-q:]).mean(0).tolist()
-    if not all(map(math.isfinite, last)):
+    if not all(map(math.isfinite, last[:2])):
         raise ImgcompError(f"recovery diverged (loss {last[0]})")
     return RecoverResult(steps, first[0], last[0], last[1], last[2], aux_final)

@@ -152,7 +152,7 @@ def load_rnn_model(
     return model.eval()
 
 
-@register_codec(NAME, "rnn", progressive=True)
+@register_codec(NAME, "rnn", progressive=True, family="rnn")
 def toderici2017(
     iterations: int = 3,
     checkpoint: str | None = None,

@@ -22,6 +22,7 @@ from imgcomp.errors import ImgcompError
 from imgcomp.families.rnn.code_model import finalize_export
 from imgcomp.families.rnn.model import CODE_CHANNELS, MAX_ITERATIONS, TodericiRNN, scaled_widths
 from imgcomp.families.rnn.objective import ResidualL1
+from imgcomp.families.rnn.structured import rnn_after_resize, rnn_channel_groups
 from imgcomp.families.spec import Component, FamilySpec, Padding
 from imgcomp.families.weights import WEIGHTS_DIR
 from imgcomp.train.config import TrainFamily
@@ -117,4 +118,13 @@ RNN = FamilySpec(
     training=RNN_TRAINING,
     objectives={ResidualL1.name: ResidualL1},
     coding_pass=lambda model, x, params: model.analysis(x, int(params.get("iterations", 1))),
+    channel_groups=rnn_channel_groups,
+    after_resize=rnn_after_resize,
+    codec=lambda *args, **kwargs: _rnn_codec()(*args, **kwargs),
 )
+
+
+def _rnn_codec() -> type:
+    from imgcomp.families.rnn.codec import RNNCodec  # it registers the codec, after the family
+
+    return RNNCodec
