@@ -129,6 +129,9 @@ class FamilySpec:
     #: model's own widths (attributes, config) after the engine sliced its parameters
     channel_groups: Callable[[nn.Module], list[PrunableGroup]] | None = None
     after_resize: Callable[[nn.Module], None] | None = None
+    #: the components the study's tables give a pruning-ratio column (and its grids prune), in
+    #: table order; empty: every component (the Toderici RNN's Table 1: encoder and decoder)
+    study_components: tuple[str, ...] = ()
     #: the codec class of the family's models (``(model, name, params, device=, ops=)``);
     #: None: :class:`imgcomp.codecs.learned.LearnedCodec`
     codec: Callable[..., Any] | None = None
@@ -146,6 +149,11 @@ class FamilySpec:
         unknown = set(self.int8_units) - {n for units in self.quant_units.values() for n in units}
         if unknown:
             raise ValueError(f"int8 units {sorted(unknown)} are no quantization units")
+
+    @property
+    def table_components(self) -> tuple[str, ...]:
+        """The study's ratio columns: ``study_components``, else every component."""
+        return self.study_components or self.component_names
 
     @property
     def component_names(self) -> tuple[str, ...]:

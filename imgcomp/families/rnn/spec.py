@@ -120,6 +120,7 @@ RNN = FamilySpec(
     coding_pass=lambda model, x, params: model.analysis(x, int(params.get("iterations", 1))),
     channel_groups=rnn_channel_groups,
     after_resize=rnn_after_resize,
+    study_components=("encoder", "decoder"),
     codec=lambda *args, **kwargs: _rnn_codec()(*args, **kwargs),
 )
 
