@@ -230,6 +230,6 @@ def test_toy_family_int8_is_a_clear_error(toy_codec: LearnedCodec) -> None:
 def test_quant_units_are_checked() -> None:
     with pytest.raises(ValueError, match="no component"):
         _toy_spec(quant_units={"decoder": ("synthesis_net",)})
-    with pytest.raises(ValueError, match="no quantization units"):
+    with pytest.raises(ValueError, match="lie in no quantization unit"):
         _toy_spec(int8_units=("prior",))
     assert BALLE.int8_units == ("g_a", "g_s", "h_a", "h_s")

@@ -101,8 +101,9 @@ class FamilySpec:
 
     ``quant_units`` maps a role to the qualified names of the modules quantization replaces,
     each as one unit (a filter by name, as torchao's); modules named nowhere (e.g. entropy
-    densities) stay float32 islands. ``int8_units`` are those of the units int8's FX static
-    quantization handles (empty: the family has no int8 path yet). ``training`` says how
+    densities) stay float32 islands. ``int8_units`` are the modules int8's FX static
+    quantization replaces, each a quantization unit or inside one (the RNN: single convolutions,
+    its gates stay float; empty: the family has no int8 path yet). ``training`` says how
     ``imgcomp train`` builds the family's models (None: not trainable here) and ``objectives``
     are the objective classes the family adds by name (``objective`` is its default).
     """
@@ -146,9 +147,12 @@ class FamilySpec:
         for role in self.quant_units:
             if role not in self.components:
                 raise ValueError(f"quantization units of {role!r}, which is no component")
-        unknown = set(self.int8_units) - {n for units in self.quant_units.values() for n in units}
+        units = {n for names in self.quant_units.values() for n in names}
+        unknown = [
+            n for n in self.int8_units if not any(n == u or n.startswith(u + ".") for u in units)
+        ]
         if unknown:
-            raise ValueError(f"int8 units {sorted(unknown)} are no quantization units")
+            raise ValueError(f"int8 units {sorted(unknown)} lie in no quantization unit")
 
     @property
     def table_components(self) -> tuple[str, ...]:

@@ -1,7 +1,8 @@
-"""HiFiC (Mentzer et al. 2020), layer for layer as ``Justin-Tan/high-fidelity-generative-compression``.
+"""HiFiC (Mentzer et al. 2020), layer for layer as Justin Tan's PyTorch code.
 
-Matches commit ``7d4e9e78`` (``src/network/{encoder,generator,hyper,discriminator}.py``,
-``src/hyperprior.py``, ``src/compression/hyperprior_model.py``, ``src/normalisation/channel.py``).
+The code is ``Justin-Tan/high-fidelity-generative-compression`` at commit ``7d4e9e78``
+(``src/network/{encoder,generator,hyper,discriminator}.py``, ``src/hyperprior.py``,
+``src/compression/hyperprior_model.py``, ``src/normalisation/channel.py``).
 Module and parameter names are the original's (``Encoder``, ``Generator``, ``Hyperprior``,
 ``Discriminator``; ``conv_block1.1.weight``, ``resblock_0.norm1.gamma``, ``H_0`` ...), so
 :class:`HiFiC`'s ``state_dict()`` is the original ``Model.state_dict()`` key for key and its
@@ -108,7 +109,7 @@ def round_half_up(v: Tensor) -> Tensor:
 
 
 def pad_to_multiple(x: Tensor, factor: int) -> Tensor:
-    """Reflect-pad [B, C, H, W] on the bottom / right to multiples of ``factor`` (``pad_factor``)."""
+    """Reflect-pad [B, C, H, W] bottom / right to multiples of ``factor`` (``pad_factor``)."""
     h, w = x.shape[-2:]
     pad_h, pad_w = (factor - h % factor) % factor, (factor - w % factor) % factor
     if pad_h == 0 and pad_w == 0:
@@ -126,9 +127,7 @@ def estimate_bpp(likelihood: Tensor, spatial_shape: Sequence[int]) -> Tensor:
     if len(spatial_shape) != 2:
         raise ValueError(f"spatial_shape must be (H, W), got {tuple(spatial_shape)}")
     n_pixels = int(spatial_shape[0]) * int(spatial_shape[1])
-    n_bits = torch.sum(torch.log(likelihood + ENTROPY_EPS)) / (
-        likelihood.size(0) * -math.log(2.0)
-    )
+    n_bits = torch.sum(torch.log(likelihood + ENTROPY_EPS)) / (likelihood.size(0) * -math.log(2.0))
     return n_bits / n_pixels
 
 
@@ -257,7 +256,9 @@ class Generator(nn.Module):
 class HyperAnalysis(nn.Module):
     """h_a: 3x3 conv (zero pad), ReLU, two 5x5 stride-2 convs (reflect pad 2), ReLU between.
 
-    No ``abs`` of the input. [B, C, h, w] -> [B, N, h/4, w/4].
+    No ``abs`` of the input. [B, C, h, w] -> [B, N, h/4, w/4]; needs h, w >= 5 (reflect
+    padding of 2 on the second conv's output), so images with a side of 64 or less fail, in the
+    original too.
     """
 
     n_downsampling_layers: ClassVar[int] = 2
@@ -272,6 +273,11 @@ class HyperAnalysis(nn.Module):
         self.conv3 = nn.Conv2d(n, n, kernel_size=5, stride=2, padding=2, padding_mode="reflect")
 
     def forward(self, y: Tensor) -> Tensor:
+        if min(y.shape[-2:]) < 5:
+            raise ImageError(
+                f"the hyper encoder needs latents of 5 or more per side (its reflect padding; "
+                f"image sides longer than 64 pixels), got {list(y.shape)}"
+            )
         x = F.relu(self.conv1(y))
         x = F.relu(self.conv2(x))
         return self.conv3(x)

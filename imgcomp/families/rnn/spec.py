@@ -30,6 +30,18 @@ from imgcomp.train.config import TrainFamily
 __all__ = ["RNN", "RNN_TRAINING", "rnn_latent", "rnn_padding", "rnn_train_args"]
 
 
+#: int8 replaces every convolution (each its own FX-quantized unit: int8 in, float32 out), the
+#: binarizer's included; the LSTM gates' sigmoid / tanh and the cell state stay float32.
+RNN_INT8_UNITS: tuple[str, ...] = (
+    "encoder.conv",
+    *(f"encoder.rnn{k}.conv_{g}" for k in (1, 2, 3) for g in ("ih", "hh")),
+    "binarizer.conv",
+    "decoder.conv1",
+    *(f"decoder.rnn{k}.conv_{g}" for k in (1, 2, 3, 4) for g in ("ih", "hh")),
+    "decoder.conv2",
+)
+
+
 def rnn_latent(model: nn.Module) -> LatentCodec:
     """Binary codes, one section per iteration, under the model's learned context model, or the
     adaptive context model when it carries none (e.g. one loaded from an original checkpoint)."""
@@ -115,6 +127,7 @@ RNN = FamilySpec(
     architectures={"toderici2017": lambda width=1.0: TodericiRNN(*scaled_widths(width))},
     shipped=rnn_shipped,
     quant_units={"encoder": ("encoder",), "binarizer": ("binarizer",), "decoder": ("decoder",)},
+    int8_units=RNN_INT8_UNITS,
     training=RNN_TRAINING,
     objectives={ResidualL1.name: ResidualL1},
     coding_pass=lambda model, x, params: model.analysis(x, int(params.get("iterations", 1))),

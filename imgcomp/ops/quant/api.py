@@ -129,11 +129,13 @@ def quantize_model(
     if gdn not in GDN_MODES:
         raise ImgcompError(f"gdn must be one of {GDN_MODES}, got {gdn!r}")
     transforms = selected_transforms(model, comps)
-    if kind == "int8" and (foreign := [n for n in transforms if n not in family.int8_units]):
-        raise ImgcompError(
-            f"int8 needs the family to declare its int8 units (FamilySpec.int8_units): family "
-            f"{family.name!r} does not declare {', '.join(foreign)}; use bf16 or wK"
-        )
+    if kind == "int8":
+        transforms, foreign = _int8_units(model, family, transforms)
+        if foreign:
+            raise ImgcompError(
+                f"int8 needs the family to declare its int8 units (FamilySpec.int8_units): "
+                f"family {family.name!r} declares none in {', '.join(foreign)}; use bf16 or wK"
+            )
     if float_activations is not None and kind != "int8":
         raise ImgcompError("float_activations applies to the int8 mode only")
     keep = _float_layers(transforms, float_activations) if kind == "int8" else {}
@@ -163,7 +165,13 @@ def quantize_model(
         if any(p.device.type != "cpu" for p in model.parameters()):
             raise ImgcompError("int8 quantization runs on the CPU; move the model there first")
         model.eval()
-        inputs = capture_inputs(model, transforms, calibration) if transforms else {}
+        run = None
+        if family.coding_pass is not None:
+
+            def run(x):  # noqa: E306  the family's encode computation (the RNN: 4 iterations)
+                return family.coding_pass(model, x, {"iterations": CALIBRATION_ITERATIONS})
+
+        inputs = capture_inputs(model, transforms, calibration, run) if transforms else {}
         for attr, m in transforms.items():
             wrapped, info = quantize_int8(
                 m, inputs[attr], attr, deconv=deconv, gdn=gdn, float_activations=keep.get(attr, {})
@@ -188,6 +196,28 @@ def quantize_model(
         packed = _packed_transforms(transforms.values(), bits)
     after = serialized_bytes(selected_transforms(model, comps).values())
     return QuantReport(mode, comps, layers, before, after, packed, engine, notes)
+
+
+#: Iterations a progressive family's calibration pass runs (the RNN's study rate is 3).
+CALIBRATION_ITERATIONS = 4
+
+
+def _int8_units(
+    model: nn.Module, family: FamilySpec, transforms: dict[str, nn.Module]
+) -> tuple[dict[str, nn.Module], list[str]]:
+    """The family's int8 units inside the selected quantization units, and the selected units
+    that hold none (an error: the family has no int8 path for them)."""
+    named = dict(model.named_modules())
+    out: dict[str, nn.Module] = {}
+    foreign = []
+    for unit in transforms:
+        inside = [
+            n for n in family.int8_units if (n == unit or n.startswith(unit + ".")) and n in named
+        ]
+        if not inside:
+            foreign.append(unit)
+        out.update({n: named[n] for n in inside})
+    return out, foreign
 
 
 def _float_layers(

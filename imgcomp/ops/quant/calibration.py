@@ -4,7 +4,7 @@ each transform sees on them."""
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -55,10 +55,16 @@ def image_tensor(img: np.ndarray, factor: int) -> Tensor:
 
 
 def capture_inputs(
-    model: BalleModel, modules: dict[str, nn.Module], images: Sequence[np.ndarray]
+    model: BalleModel,
+    modules: dict[str, nn.Module],
+    images: Sequence[np.ndarray],
+    run: Callable[[Tensor], object] | None = None,
 ) -> dict[str, list[Tensor]]:
     """The input of each of ``modules`` (name -> submodule of ``model``) while the float model
-    encodes and reconstructs each image in eval mode: what calibration must see."""
+    encodes and reconstructs each image in eval mode: what calibration must see. ``run(x)`` is
+    that computation for a family that declares one (its coding pass), else the Ballé model's
+    latents and synthesis; ``x`` is padded to the model's ``input_multiple`` (else its
+    downsampling factor)."""
     if len(images) == 0:
         raise ImgcompError("calibration needs at least one image")
     seen: dict[str, list[Tensor]] = {name: [] for name in modules}
@@ -70,8 +76,13 @@ def capture_inputs(
     ]
     try:
         with torch.no_grad():
+            factor = int(getattr(model, "input_multiple", model.downsampling_factor))
             for img in images:
-                lat = model.quantize_latents(image_tensor(img, model.downsampling_factor))
+                x = image_tensor(img, factor)
+                if run is not None:
+                    run(x)
+                    continue
+                lat = model.quantize_latents(x)
                 model.synthesis(lat["y_hat"])
     finally:
         for h in hooks:

@@ -321,6 +321,8 @@ def quantize_int8(
         raise ImgcompError(f"gdn must be one of {GDN_MODES}, got {gdn!r}")
     if not inputs:
         raise ImgcompError("int8 calibration needs at least one input")
+    if not list(module.children()):  # a single layer: FX quantizes it as a module of a graph
+        module = nn.Sequential(module)
     keep = dict(float_activations or {})
     names = {n for n, _ in layers_of(module)}
     unknown = sorted(set(keep) - names)

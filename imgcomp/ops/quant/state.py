@@ -77,6 +77,8 @@ def to_plain(
     """Rewrite, in place, the entries under ``prefix + "graph."`` of a state dict."""
     gp = prefix + "graph."
     scalars = [state.pop(gp + k) for k, _ in scalar_keys(graph) if gp + k in state]
+    for key in [k for k in state if k.startswith(gp) and state[k] is None]:
+        del state[key]  # a quantized layer without bias saves bias None: implied by its absence
     for key in [k for k in state if k.startswith(gp)]:
         v = state[key]
         if not isinstance(v, Tensor) or not v.is_quantized:
@@ -126,3 +128,6 @@ def from_plain(
             if isinstance(bias, Tensor) and bias.numel() == g.out_channels:
                 state[_bias_key(base)] = bias.repeat_interleave(g.stride**2)
         state[base] = _dequalify(qp, ints)
+        bias_key = _bias_key(base)
+        if base.endswith(".weight") and bias_key not in state:
+            state[bias_key] = None  # a layer without bias (dropped by to_plain)
