@@ -168,7 +168,7 @@ def quantize_model(
         run = None
         if family.coding_pass is not None:
 
-            def run(x):  # noqa: E306  the family's encode computation (the RNN: 4 iterations)
+            def run(x):  # the family's encode computation (the RNN: 4 iterations)
                 return family.coding_pass(model, x, {"iterations": CALIBRATION_ITERATIONS})
 
         inputs = capture_inputs(model, transforms, calibration, run) if transforms else {}
