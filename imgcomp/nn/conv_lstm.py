@@ -46,7 +46,7 @@ class ConvLSTMCell(nn.Module):
         )
 
     def forward(self, x: Tensor, state: LSTMState) -> LSTMState:
-        h, c = state
+        h, c = state[0], state[1]  # indexed, not unpacked: FX can trace it (int8)
         gates = self.conv_ih(x) + self.conv_hh(h)
         i, f, g, o = gates.chunk(4, 1)
         c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)

@@ -30,8 +30,11 @@ from imgcomp.train.config import TrainFamily
 __all__ = ["RNN", "RNN_TRAINING", "rnn_latent", "rnn_padding", "rnn_train_args"]
 
 
-#: int8 replaces every convolution (each its own FX-quantized unit: int8 in, float32 out), the
-#: binarizer's included; the LSTM gates' sigmoid / tanh and the cell state stay float32.
+#: int8 units: every convolution on its own (int8 weights and input, float32 output), the
+#: binarizer's included; the gates' sigmoid / tanh and the cell state stay float32. Quantizing
+#: whole cells instead (FX with fixed-range sigmoid / tanh, quantized products; the engine
+#: handles multi-input units) broke the codec: kodim01 / kodim05 SSIM 0.334 / 0.388 -> 0.225 /
+#: 0.190 on an early checkpoint, against 0.331 / - with float gates.
 RNN_INT8_UNITS: tuple[str, ...] = (
     "encoder.conv",
     *(f"encoder.rnn{k}.conv_{g}" for k in (1, 2, 3) for g in ("ih", "hh")),

@@ -15,15 +15,15 @@ from imgcomp.nn.gdn import GDN
 from imgcomp.ops.quant.report import LayerInfo, layers_of
 from imgcomp.ops.quant.rewrite import ConvGDN
 
-__all__ = ["Bf16Transform", "to_bf16"]
+__all__ = ["Bf16Transform", "map_tensors", "to_bf16"]
 
 
-def _map_tensors(value: object, fn) -> object:
+def map_tensors(value: object, fn) -> object:
     """``fn`` applied to every tensor of a (nested) tuple / list of tensors and other values."""
     if isinstance(value, Tensor):
         return fn(value)
     if isinstance(value, (tuple, list)):
-        return type(value)(_map_tensors(v, fn) for v in value)
+        return type(value)(map_tensors(v, fn) for v in value)
     return value
 
 
@@ -57,8 +57,8 @@ class Bf16Transform(nn.Module):
         if len(args) == 1 and isinstance(args[0], Tensor):  # the common case, kept cheap
             x = args[0].to(dtype=torch.bfloat16, memory_format=torch.channels_last)
             return self.inner(x).to(dtype=torch.float32, memory_format=torch.contiguous_format)
-        out = self.inner(*_map_tensors(args, _to_bf16))
-        return _map_tensors(out, _to_float32)
+        out = self.inner(*map_tensors(args, _to_bf16))
+        return map_tensors(out, _to_float32)
 
     def __getattr__(self, name: str) -> object:
         try:

@@ -54,6 +54,14 @@ def image_tensor(img: np.ndarray, factor: int) -> Tensor:
     return model_input(validate_rgb8(img), factor)
 
 
+def _clone(value: object) -> object:
+    if isinstance(value, Tensor):
+        return value.detach().clone()
+    if isinstance(value, (tuple, list)):
+        return type(value)(_clone(v) for v in value)
+    return value
+
+
 def capture_inputs(
     model: BalleModel,
     modules: dict[str, nn.Module],
@@ -68,10 +76,14 @@ def capture_inputs(
     if len(images) == 0:
         raise ImgcompError("calibration needs at least one image")
     seen: dict[str, list[Tensor]] = {name: [] for name in modules}
+
+    def record(name: str, args: tuple) -> None:
+        # one input: the tensor; several (a recurrent cell's x, (h, c)): the argument tuple
+        kept = _clone(args[0] if len(args) == 1 else args)
+        seen[name].append(kept)
+
     hooks = [
-        m.register_forward_pre_hook(
-            lambda _m, args, name=name: seen[name].append(args[0].detach().clone())
-        )
+        m.register_forward_pre_hook(lambda _m, args, name=name: record(name, args))
         for name, m in modules.items()
     ]
     try:

@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from imgcomp.errors import ImgcompError
 from imgcomp.nn.gdn import GDN
+from imgcomp.ops.quant.bf16 import map_tensors
 from imgcomp.ops.quant.report import LayerInfo, layers_of
 from imgcomp.ops.quant.rewrite import (
     ConvGDN,
@@ -201,9 +202,29 @@ class Int8Transform(nn.Module):
         self.register_state_dict_post_hook(_plain_state)
         self.register_load_state_dict_pre_hook(_quantized_state)
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.graph(x.to(dtype=torch.float32, memory_format=torch.channels_last))
-        return out.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+    def forward(self, *args: object) -> object:
+        if len(args) == 1 and isinstance(args[0], Tensor):
+            x = args[0].to(dtype=torch.float32, memory_format=torch.channels_last)
+            return self.graph(x).to(dtype=torch.float32, memory_format=torch.contiguous_format)
+        # a unit of several inputs (a recurrent cell's (x, (h, c))): tensors inside tuples too
+        out = self.graph(*map_tensors(args, _float_channels_last))
+        return map_tensors(out, _float_contiguous)
+
+
+def _as_args(captured: object) -> tuple:
+    """The call arguments of one captured input (a tensor, or the tuple of a unit's arguments),
+    as float32 CPU tensors."""
+    args = captured if isinstance(captured, tuple) else (captured,)
+    return tuple(map_tensors(args, lambda t: t.float().cpu()))
+
+
+def _float_channels_last(t: Tensor) -> Tensor:
+    t = t.to(torch.float32)
+    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
+
+
+def _float_contiguous(t: Tensor) -> Tensor:
+    return t.to(dtype=torch.float32, memory_format=torch.contiguous_format)
 
 
 def _layer_report(
@@ -321,6 +342,7 @@ def quantize_int8(
         raise ImgcompError(f"gdn must be one of {GDN_MODES}, got {gdn!r}")
     if not inputs:
         raise ImgcompError("int8 calibration needs at least one input")
+    original = module
     if not list(module.children()):  # a single layer: FX quantizes it as a module of a graph
         module = nn.Sequential(module)
     keep = dict(float_activations or {})
@@ -341,12 +363,12 @@ def quantize_int8(
         prepared = prepare_fx(
             work,
             _qconfig_mapping(engine, gdn, keep),
-            example_inputs=(inputs[0].float(),),
+            example_inputs=_as_args(inputs[0]),
             prepare_custom_config=custom,
         )
         with torch.no_grad():
             for x in inputs:
-                prepared(x.float().cpu())
+                prepared(*_as_args(x))
         graph = convert_fx(prepared)
     for name, m in list(graph.named_modules()):
         if type(m) is nn.PixelShuffle:
@@ -359,4 +381,8 @@ def quantize_int8(
         if _is_quantized_module(graph.get_submodule(f"{name}.conv"))
     }
     layers = _layer_report(module, graph, prefix, subpixel, gdn, keep)
-    return Int8Transform(graph, engine, compact), layers
+    transform = Int8Transform(graph, engine, compact)
+    for key, value in vars(original).items():  # plain attributes (a cell's hidden_channels)
+        if not key.startswith("_") and key != "training" and isinstance(value, (int, float, str)):
+            setattr(transform, key, value)
+    return transform, layers
