@@ -14,7 +14,17 @@ from imgcomp.baselines import Tolerance
 from imgcomp.codecs.base import Codec
 from imgcomp.registry import create_codec
 
-__all__ = ["BASELINE_TRAIN_DATA", "DEFAULT_BASE", "MATRICES", "Case", "learned_cases"]
+__all__ = [
+    "BASELINE_TRAIN_DATA",
+    "DEFAULT_BASE",
+    "MATRICES",
+    "RNN_CODEC",
+    "RNN_ITERATIONS",
+    "Case",
+    "codec_case",
+    "learned_cases",
+    "rnn_cases",
+]
 
 #: Training data (a spec of :func:`imgcomp.trainsets.load_training_set`) the committed baselines
 #: were made with: the offline bundled set, so they reproduce on any machine.
@@ -24,6 +34,10 @@ BASELINE_TRAIN_DATA = "bundled"
 #: table uses).
 DEFAULT_BASE = "mbt2018-mean-q3"
 MATRICES = ("default", "study", "full")
+#: The Toderici RNN codec of the study's Table 1, and the iteration count its table is measured at
+#: (3 iterations: 0.375 bpp before entropy coding).
+RNN_CODEC = "toderici2017"
+RNN_ITERATIONS = 3
 
 
 @dataclass(frozen=True)
@@ -68,3 +82,23 @@ def learned_cases() -> list[Case]:
                 )
             )
     return cases
+
+
+def codec_case(name: str, setting: str, quick: bool = False, **params: object) -> Case:
+    """The learned base case of registered codec ``name`` built with ``params`` (any family: the
+    registry builds it), id ``<name>-<setting>`` (e.g. ``toderici2017-i3``; the study's tables
+    find the model family from the id, :func:`imgcomp.study.case_family`)."""
+    case_id = f"{name}-{setting}"
+    return Case(
+        id=case_id,
+        family=name,
+        factory=lambda device, train_data: create_codec(name, device=device, **params),
+        quick=quick,
+    )
+
+
+def rnn_cases(iterations: tuple[int, ...] = (RNN_ITERATIONS,)) -> list[Case]:
+    """The Toderici RNN on its shipped weights (``imgcomp/weights/toderici2017.safetensors``) at
+    each iteration count: ``toderici2017-i3``. Not in the matrix yet (no shipped weights and
+    baselines); :func:`bench.matrix.study_op_cases` gives a base's Table 1 / extended cases."""
+    return [codec_case(RNN_CODEC, f"i{n}", iterations=n) for n in iterations]

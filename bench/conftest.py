@@ -314,7 +314,7 @@ def _write_quality(tr) -> None:
 
 def _write_study_tables(tr) -> None:
     """The op-matrix cases as the study's table, one per base case (family) they derive from."""
-    from imgcomp.study import EXTENDED_GRID, format_study_table, parse_case_id, row_from_summary
+    from imgcomp.study import format_study_table, get_grid, parse_case_id, row_from_summary
 
     parsed = {}
     for case_id, summary in _SUMMARY.items():
@@ -323,9 +323,11 @@ def _write_study_tables(tr) -> None:
         except ValueError:
             continue  # not an op case id this table understands
     families = {parsed[c][0] for c in parsed if "/prune=" in c}
-    order = {config.label: i for i, config in enumerate(EXTENDED_GRID)}
     tr.section("imgcomp study table (times from the quality pass; noisy under xdist)")
     for family in sorted(families):
+        model_family = next(c.family for fam, c, _ in parsed.values() if fam == family)
+        grid = get_grid("extended", family=model_family)  # the family's row order
+        order = {config.label: i for i, config in enumerate(grid)}
         entries = sorted(
             [
                 (order.get(config.label, len(order)), config.label, config, summary)

@@ -13,14 +13,14 @@ training data the case is built with (``--train-data``; the baselines' is the bu
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import imgcomp
 from bench.case import DEFAULT_BASE, Case, learned_cases
 from imgcomp import study
 from imgcomp.codecs.base import Codec
 from imgcomp.ops.config import quant_config
-from imgcomp.study import StudyConfig
+from imgcomp.study import StudyConfig, case_family, get_grid
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,12 @@ def _quant(mode: str) -> OpSpec:
     """The quantization a mode names, tagged by its op config."""
     config = quant_config(mode)
     return OpSpec(config.tag, lambda codec, data: imgcomp.quantize(codec, config, data=data))
+
+
+def _family_quant(config: StudyConfig) -> OpSpec:
+    """The quantization of a study configuration, over every component of its family."""
+    only = StudyConfig(quant=config.quant, family=config.family)
+    return OpSpec(only.quant, lambda codec, data: only.apply(codec, data=data))
 
 
 #: The study's grid: encoder / decoder / entropy-model ratios in {0, 0.3}, L1 unstructured.
@@ -110,3 +116,21 @@ def op_cases(bases: list[Case], matrix: str = "default") -> list[Case]:
     combos.append((STRUCTURED, quant["int8"]))  # structured + int8: the fast configuration
     base = [b for b in bases if b.id == DEFAULT_BASE]  # bases may lack it (a subset)
     return [op_case(b, p, q) for b in base for p, q in combos]
+
+
+def study_op_cases(base: Case, grid: str = "extended") -> list[Case]:
+    """The op cases of the study's ``grid`` (study or extended, :func:`imgcomp.study.get_grid`)
+    over ``base``, in the grid of its model family (from its id, e.g. ``toderici2017-i3``: the
+    RNN's Table 1, ``.../prune=enc0.3,bin0,dec0.3:l1/quant=none``, plus structured, bf16 and
+    int8 with ``extended``). Adding a family's study to the matrix is one line, e.g.
+    ``cases += rnn_cases() + study_op_cases(rnn_cases()[0])``."""
+    family = case_family(base.id)
+    if family is None:
+        raise ValueError(f"{base.id!r} names no learned codec: the study needs a model family")
+    cases = []
+    for config in get_grid(grid, family=family):
+        if not (config.pruned or config.quant):
+            continue  # the unmodified model is the base case itself
+        prune = _prune(replace(config, quant=None)) if config.pruned else None
+        cases.append(op_case(base, prune, _family_quant(config) if config.quant else None))
+    return cases

@@ -6,6 +6,7 @@ imgcomp encode IN.png OUT.imgc --codec mbt2018-mean --quality 3 --quant int8 --s
 imgcomp decode --model q.st OUT.imgc BACK.png   # streams of compressed codecs need the codec
 imgcomp eval --codec webp --bpp 0.3 --dataset kodak --json results.json
 imgcomp study --codec mbt2018-mean --quality 3 --dataset kodak   # the pruning study's table
+imgcomp study --codec toderici2017 --iterations 3 --dataset kodak  # the RNN's Table 1
 imgcomp list
 """
 
@@ -31,7 +32,14 @@ def _param(text: str) -> tuple[str, object]:
         return key, value
 
 
-def _add_codec_args(p: argparse.ArgumentParser, model: bool = False) -> None:
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value in ("true", "1", "yes")
+
+
+def _add_codec_args(p: argparse.ArgumentParser, model: bool = False, weights: bool = False) -> None:
     if model:
         which = p.add_mutually_exclusive_group(required=True)
         which.add_argument("--codec", help="registered codec name (see `imgcomp list`)")
@@ -52,6 +60,21 @@ def _add_codec_args(p: argparse.ArgumentParser, model: bool = False) -> None:
         help="any other codec parameter, repeatable",
     )
     p.add_argument("--device", default="cpu", help="device for learned codecs (cpu, cuda)")
+    if weights:  # codec parameters of learned codecs, spelled out (also -p KEY=VALUE)
+        p.add_argument(
+            "--iterations", type=int, help="iterations of progressive codecs (toderici2017: 1..16)"
+        )
+        p.add_argument(
+            "--checkpoint",
+            metavar="PATH",
+            help="weights to build the learned codec on (`imgcomp export`'s safetensors)",
+        )
+        p.add_argument(
+            "--pretrained",
+            type=_bool,
+            metavar="true|false",
+            help="false: seeded random weights instead of the shipped ones (timing only)",
+        )
 
 
 def _add_op_args(p: argparse.ArgumentParser) -> None:
@@ -95,7 +118,7 @@ def _apply_ops(codec, args: argparse.Namespace):
 
     from imgcomp.study import config_from_tags
 
-    config = config_from_tags(args.prune, args.quant)
+    config = config_from_tags(args.prune, args.quant, family=getattr(codec, "family", None))
     overrides = {
         key: value
         for key, value in (("recover_steps", args.recover_steps), ("round_to", args.round_to))
@@ -127,6 +150,9 @@ def _codec_from_args(args: argparse.Namespace):
 
         return imgcomp.load_codec(args.model, device=args.device)
     params = dict(args.param)
+    for key in ("iterations", "checkpoint", "pretrained"):  # the study's (see _add_codec_args)
+        if getattr(args, key, None) is not None:
+            params[key] = getattr(args, key)
     if args.quality is not None:
         params["quality"] = args.quality
     if args.bpp is not None:
@@ -241,8 +267,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
     steady_allocator()  # timings independent of what ran before (pruning, recovery training)
     threads = torch.get_num_threads()
-    configs = get_grid(args.grid)
     codec = _codec_from_args(args)
+    configs = get_grid(args.grid, family=getattr(codec, "family", None))
     dataset = load_dataset(args.dataset)
     if args.images is not None:
         dataset = dataset.subset(args.images)
@@ -267,6 +293,13 @@ def _cmd_study(args: argparse.Namespace) -> int:
         elif done == total:
             print(f"timing: {total} rounds", file=sys.stderr)
 
+    skipped: list[tuple[str, str]] = []  # configurations whose ops the codec lacks (no row)
+
+    def skip(config, error: Exception) -> None:
+        skipped.append((config.label, str(error)))
+        if not args.quiet:
+            print(f"{config.label}: skipped ({error})", file=sys.stderr, flush=True)
+
     rows = run_study(
         codec,
         configs,
@@ -275,7 +308,12 @@ def _cmd_study(args: argparse.Namespace) -> int:
         data=args.train_data,
         progress=None if args.quiet else progress,
         timing_progress=None if args.quiet else timing_progress,
+        skip=skip,
     )
+    if not rows:
+        raise ImgcompError(
+            "no configuration could be built: " + "; ".join(f"{k}: {e}" for k, e in skipped)
+        )
     spread = " (lowest-highest round)" if args.repeats > 1 else ""
     title = (
         f"{codec!r} on {args.dataset}: {len(images)} images, grid {args.grid}, "
@@ -286,7 +324,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
     elif args.format == "tsv":
         title = f"# {title}"
     print(title)
-    print(format_study_table(rows, style=args.format))
+    print(format_study_table(rows, style=args.format, columns=args.columns))
+    for label, error in skipped:
+        print(f"{'# ' if args.format == 'tsv' else ''}not measured: {label}: {error}")
     if args.json:
         payload = {
             "codec": getattr(codec, "name", args.codec),
@@ -299,6 +339,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
             "images": [name for name, _ in images],
             "rows": rows_to_json(rows),
         }
+        if skipped:
+            payload["skipped"] = [{"label": k, "error": e} for k, e in skipped]
         Path(args.json).write_text(json.dumps(payload, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
@@ -433,14 +475,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("study", help="the pruning study's table: time, SSIM, size per config")
-    _add_codec_args(p)
+    _add_codec_args(p, weights=True)
     p.add_argument("--dataset", default="kodak", help="kodak, sample or folder:PATH")
     p.add_argument("--images", type=int, help="first N images only")
     p.add_argument(
         "--grid",
         default="study",
         choices=("study", "extended"),
-        help="study: {0,0.3}^3 L1 ratios; extended: plus structured, bf16, int8",
+        help="study: L1 ratios {0,0.3} over the family's table components (Ballé: 8 rows, "
+        "toderici2017: 4); extended: plus structured, bf16, int8",
     )
     p.add_argument(
         "--repeats",
@@ -449,6 +492,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="timed rounds, each over every row and image in turn; medians kept (default 3)",
     )
     p.add_argument("--format", default="text", choices=("text", "markdown", "tsv"))
+    p.add_argument(
+        "--columns",
+        default="all",
+        choices=("all", "study"),
+        help="study: the original study's columns only (ratios, time, SSIM, size)",
+    )
     p.add_argument("--json", help="also write the rows (with model sizes) to this file")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     _add_train_data_arg(p)

@@ -96,3 +96,60 @@ def test_bad_training_data_stops_the_run_once(tmp_path: Path) -> None:
     )
     out = run.stdout + run.stderr
     assert run.returncode == 4 and out.count("cannot load --train-data") == 1, out
+
+
+def test_rnn_study_cases_are_one_line_away_and_not_in_the_matrix() -> None:
+    """The RNN's Table 1 / extended op cases: ids from its components, read back by the study
+    (its table from their summaries); none in any matrix until its weights are shipped."""
+    from bench import conftest as bench_conftest
+    from bench.case import rnn_cases
+    from bench.matrix import study_op_cases
+    from imgcomp.study import get_grid, parse_case_id
+
+    (base,) = rnn_cases()
+    assert base.id == "toderici2017-i3"
+    table1 = [c.id for c in study_op_cases(base, "study")]
+    assert table1 == [
+        "toderici2017-i3/prune=enc0,bin0,dec0.3:l1/quant=none",
+        "toderici2017-i3/prune=enc0.3,bin0,dec0:l1/quant=none",
+        "toderici2017-i3/prune=enc0.3,bin0,dec0.3:l1/quant=none",
+    ]
+    extended = study_op_cases(base)
+    assert [c.id for c in extended[3:]] == [
+        "toderici2017-i3/prune=enc0.3,bin0,dec0.3:structured/quant=none",
+        "toderici2017-i3/prune=none/quant=bf16",
+        "toderici2017-i3/prune=none/quant=int8",
+        "toderici2017-i3/prune=enc0.3,bin0,dec0.3:structured/quant=int8",
+    ]
+    grid = get_grid("extended", family="rnn")
+    for case in extended:
+        family, config = parse_case_id(case.id)
+        assert (
+            family == base.id and config.family == "rnn" and case.id == f"{family}/{config.label}"
+        )
+        assert config.label in {c.label for c in grid}
+    assert not any(c.id.startswith("toderici2017") for c in all_cases("full"))
+
+    means = {"bpp": 0.3, "bytes": 100.5, "psnr": 30.0, "ssim": 0.6, "ms_ssim": 0.9}
+    ids = [base.id, *table1]
+    fake = {c: {"case": c, "images": 2, **means, "encode_s": 0.5, "decode_s": 0.25} for c in ids}
+
+    class Reporter:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def section(self, title: str) -> None:
+            self.lines.append(f"== {title}")
+
+        def write_line(self, line: str) -> None:
+            self.lines.extend(line.splitlines())
+
+    tr = Reporter()
+    mp = pytest.MonkeyPatch()
+    mp.setattr(bench_conftest, "_SUMMARY", fake)
+    try:
+        bench_conftest._write_study_tables(tr)
+    finally:
+        mp.undo()
+    assert tr.lines[1].startswith("toderici2017-i3 (2 images")
+    assert tr.lines[2].split()[:4] == ["enc", "dec", "method", "quant"] and len(tr.lines) == 3 + 5

@@ -399,7 +399,9 @@ def test_bench_summary_section(monkeypatch) -> None:
 def test_rows_to_json(study) -> None:
     data = json.loads(json.dumps(rows_to_json(study)))
     assert data[0]["label"] == "prune=none/quant=none" and data[0]["quant"] is None
-    assert set(data[0]) == set(StudyRow.__dataclass_fields__)
+    # every field, the ratios by component name (the rows' ratio pairs and family are not keys)
+    fields = [f for f in StudyRow.__dataclass_fields__ if f not in ("ratios", "family")]
+    assert list(data[0]) == ["label", "encoder", "decoder", "entropy", *fields[1:]]
 
 
 def test_cli_study(tmp_path: Path, capsys) -> None:
@@ -456,3 +458,155 @@ def test_cli_study_errors(capsys) -> None:
     assert "does not exist" in err and "--threads" in err
     with pytest.raises(SystemExit):
         main(["study", "--codec", "jpeg", "--grid", "huge"])
+
+
+# -- the Toderici RNN: the study over another family (its Table 1) -----------------------------
+RNN_TINY = {"iterations": 3, "pretrained": False, "width": 0.125}
+RNN_HEADERS = [
+    "Encoder pruning ratio",
+    "Decoder pruning ratio",
+    "Total inference time (hh:mm:ss)",
+    "SSIM",
+    "Avg. compressed image size (B)",
+]
+
+
+@pytest.fixture(scope="module")
+def rnn():
+    return imgcomp.create_codec("toderici2017", **RNN_TINY)
+
+
+@pytest.fixture(scope="module")
+def rnn_study(rnn):
+    """The RNN's study grid (Table 1) on the tiny random model, one timed round."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run_study(rnn, get_grid("study", family="rnn"), _images(), repeats=1, warmup=0)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_rnn_grids() -> None:
+    grid = get_grid("study", family="rnn")
+    assert len(grid) == 4 and grid[0] == StudyConfig(family="rnn")
+    assert {(c.encoder, c.decoder) for c in grid} == {(e, d) for e in (0, 0.3) for d in (0, 0.3)}
+    assert all(c.ratio("binarizer") == 0 and c.family == "rnn" for c in grid)
+    assert [c.label for c in grid] == [
+        "prune=none/quant=none",
+        "prune=enc0,bin0,dec0.3:l1/quant=none",
+        "prune=enc0.3,bin0,dec0:l1/quant=none",
+        "prune=enc0.3,bin0,dec0.3:l1/quant=none",
+    ]
+    extended = get_grid("extended", family="rnn")
+    assert extended[:4] == grid and [c.label for c in extended[4:]] == [
+        "prune=enc0.3,bin0,dec0.3:structured/quant=none",
+        "prune=none/quant=bf16",
+        "prune=none/quant=int8",
+        "prune=enc0.3,bin0,dec0.3:structured/quant=int8",
+    ]
+    slim = extended[4]
+    assert (slim.importance, slim.recover_steps, slim.round_to) == ("l1", 300, 4)
+    assert slim.prune_op.record() == "prune=enc0.3,bin0,dec0.3:structured-l1:round4:recover300"
+    assert extended[5].quant_op.record() == "quantize:bf16:encoder+binarizer+decoder"
+    assert get_grid("study") == STUDY_GRID == get_grid("study", family="balle")
+    with pytest.raises(AttributeError, match="no component 'entropy'"):
+        grid[1].entropy  # noqa: B018
+    with pytest.raises(imgcomp.ImgcompError, match="unknown component 'entropy'"):
+        StudyConfig(entropy=0.3, family="rnn")
+
+
+def test_rnn_table_has_the_study_columns(rnn_study) -> None:
+    tsv = format_study_table(rnn_study, style="tsv", columns="study").splitlines()
+    assert tsv[0].split("\t") == RNN_HEADERS and len(tsv) == 1 + 4
+    assert [line.split("\t")[:2] for line in tsv[1:]] == [
+        ["0", "0"],
+        ["0", "0.3"],
+        ["0.3", "0"],
+        ["0.3", "0.3"],
+    ]
+    md = format_study_table(rnn_study, style="markdown", columns="study").splitlines()
+    assert md[0] == "| " + " | ".join(RNN_HEADERS) + " |"
+    full = format_study_table(rnn_study, style="tsv").splitlines()[0].split("\t")
+    assert [h for h in full if h in RNN_HEADERS] == RNN_HEADERS  # the extras as Ballé's
+    assert "Probability model pruning ratio" not in full and "Binarizer pruning ratio" not in full
+    text = format_study_table(rnn_study).splitlines()
+    assert text[0].split()[:4] == ["enc", "dec", "method", "quant"] and len(text) == 2 + 4
+
+
+def test_rnn_rows_come_from_real_streams(rnn_study, rnn) -> None:
+    assert [r.label for r in rnn_study] == [c.label for c in get_grid("study", family="rnn")]
+    for row in rnn_study:
+        assert row.family == "rnn" and row.images == 2
+        assert row.avg_bytes > 0 and 0 < row.ssim <= 1
+        assert row.total_inference_s == row.encode_s + row.decode_s > 0
+    last = get_grid("study", family="rnn")[-1].apply(rnn)
+    assert last.ops == ("prune=enc0.3,bin0,dec0.3:l1-layer",)
+    assert rnn_study[-1].avg_bytes == np.mean([len(last.encode(img)) for _, img in _images()])
+    assert rnn_study[-1].nonzero_parameters < rnn_study[0].nonzero_parameters
+    data = rows_to_json(rnn_study)
+    assert list(data[0])[:5] == ["label", "encoder", "binarizer", "decoder", "method"]
+    assert data[-1]["encoder"] == data[-1]["decoder"] == 0.3 and data[-1]["binarizer"] == 0
+    with pytest.raises(ValueError, match="several families"):
+        format_study_table([*rnn_study, row_from_summary(StudyConfig(), _SUMMARY)])
+
+
+_SUMMARY = {"images": 2, "encode_s": 0.5, "decode_s": 0.25, "ssim": 0.5, "psnr": 20.0}
+_SUMMARY |= {"bpp": 0.3, "bytes": 100.0}
+
+
+def test_rnn_configs_round_trip_through_tags_and_case_ids() -> None:
+    for config in get_grid("extended", family="rnn"):
+        assert config_from_tags(config.prune_tag, config.quant, family="rnn") == config
+        assert StudyConfig.from_ops(config.prune_op, config.quant_op, family="rnn") == config
+        base, back = parse_case_id(f"toderici2017-i3/{config.label}")
+        assert base == "toderici2017-i3" and back.family == "rnn" and back.label == config.label
+    l1 = config_from_tags("enc0.3,bin0,dec0.3:l1")  # the tag's abbreviations name the family
+    assert l1 == get_grid("study", family="rnn")[-1]
+    assert parse_case_id("toderici2017-i3") == ("toderici2017-i3", StudyConfig(family="rnn"))
+    assert parse_case_id("x/prune=enc0,bin0.5,dec0:l1/quant=w8")[1].ratio("binarizer") == 0.5
+    with pytest.raises(ValueError):  # a Ballé tag on an RNN base
+        parse_case_id("toderici2017-i3/prune=enc0.3,dec0,ent0:l1/quant=none")
+    with pytest.raises(imgcomp.ImgcompError, match=r"bin0\.3"):
+        config_from_tags("enc0.3:l1", family="rnn")
+
+
+def test_configs_must_be_of_the_codec_family(rnn) -> None:
+    with pytest.raises(imgcomp.ImgcompError, match=r"family 'balle'.*of 'rnn'"):
+        run_study(rnn, [StudyConfig(quant="bf16")], _images())
+    assert StudyConfig().apply(rnn) is rnn  # no ops: nothing to check
+
+
+def test_configs_the_ops_refuse_are_skipped(rnn, monkeypatch) -> None:
+    def no_int8(codec, config, **kwargs):
+        raise imgcomp.ImgcompError("no int8 path")
+
+    monkeypatch.setattr(imgcomp, "quantize", no_int8)
+    configs = [StudyConfig(family="rnn"), StudyConfig(quant="int8", family="rnn")]
+    skipped = []
+    rows = run_study(
+        rnn, configs, _images()[:1], repeats=1, warmup=0, skip=lambda *a: skipped.append(a)
+    )
+    assert [r.label for r in rows] == ["prune=none/quant=none"]
+    assert [(c.label, str(e)) for c, e in skipped] == [("prune=none/quant=int8", "no int8 path")]
+    with pytest.raises(imgcomp.ImgcompError, match="no int8 path"):
+        run_study(rnn, configs, _images()[:1], repeats=1, warmup=0)
+
+
+def test_cli_study_rnn(tmp_path: Path, capsys) -> None:
+    for name, img in _images():
+        save_png(img, tmp_path / f"{name}.png")
+    out = tmp_path / "rnn.json"
+    args = ["study", "--codec", "toderici2017", "--iterations", "3", "--pretrained", "false"]
+    args += ["-p", "width=0.125", "--dataset", f"folder:{tmp_path}", "--images", "2"]
+    args += ["--repeats", "1", "--threads", "1", "--quiet", "--json", str(out)]
+    assert main([*args, "--format", "tsv", "--columns", "study"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "grid study" in lines[0] and lines[1].split("\t") == RNN_HEADERS
+    assert len(lines) == 1 + 1 + 4 + 1
+    payload = json.loads(out.read_text())
+    assert payload["params"]["iterations"] == 3 and "skipped" not in payload
+    assert [r["label"] for r in payload["rows"]] == [
+        c.label for c in get_grid("study", family="rnn")
+    ]
+    assert all(r["avg_bytes"] > 0 and 0 < r["ssim"] <= 1 for r in payload["rows"])
