@@ -130,9 +130,16 @@ class FamilySpec:
     #: model's own widths (attributes, config) after the engine sliced its parameters
     channel_groups: Callable[[nn.Module], list[PrunableGroup]] | None = None
     after_resize: Callable[[nn.Module], None] | None = None
+    #: recovery fine-tuning after structured pruning: ``batch_size``, ``patch_size``, ``lr``
+    recovery: Mapping[str, Any] = field(
+        default_factory=lambda: {"batch_size": 8, "patch_size": 128, "lr": 1e-4}
+    )
     #: the components the study's tables give a pruning-ratio column (and its grids prune), in
     #: table order; empty: every component (the Toderici RNN's Table 1: encoder and decoder)
     study_components: tuple[str, ...] = ()
+    #: a small seeded codec of the family: ``(codec name, params of create_codec)`` (what the
+    #: family contract tests and smoke runs build; seconds on a CPU)
+    example: tuple[str, Mapping[str, Any]] | None = None
     #: the codec class of the family's models (``(model, name, params, device=, ops=)``);
     #: None: :class:`imgcomp.codecs.learned.LearnedCodec`
     codec: Callable[..., Any] | None = None

@@ -581,15 +581,18 @@ def recover(
     steps: int,
     lmbda: float | None,
     data_dir: str | Path | None,
-    batch_size: int = 8,
-    patch_size: int = 128,
-    lr: float = 1e-4,
+    batch_size: int | None = None,
+    patch_size: int | None = None,
+    lr: float | None = None,
     device: str = "cpu",
     seed: int = 0,
     quantile_steps: int = 1000,
     objective_args: Mapping[str, Any] | None = None,
 ) -> RecoverResult:
     """Fine-tune a pruned ``model`` in place with the training objective, then refit quantiles.
+
+    ``batch_size``, ``patch_size`` and ``lr`` default to the family's ``recovery`` settings
+    (Ballé: 8 crops of 128 at 1e-4; the RNN: 32 of 32, its training recipe's crops).
 
     The step is :mod:`imgcomp.train`'s own (:func:`imgcomp.train.objectives.train_step`: Adam,
     the ``rd`` objective, gradient clipping at 1, aux Adam for the quantiles) on random crops of
@@ -609,6 +612,9 @@ def recover(
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ImgcompError(f"steps must be a positive integer, got {steps!r}")
     family = family_of(model)
+    batch_size = batch_size or int(family.recovery["batch_size"])
+    patch_size = patch_size or int(family.recovery["patch_size"])
+    lr = lr or float(family.recovery["lr"])
     args = dict(objective_args or {})
     if family.objective == "rd":
         if not (isinstance(lmbda, (int, float)) and math.isfinite(lmbda) and lmbda > 0):

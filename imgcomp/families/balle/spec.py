@@ -93,4 +93,5 @@ BALLE = FamilySpec(
     int8_units=("g_a", "g_s", "h_a", "h_s"),
     training=BALLE_TRAINING,
     macs_chain=(("g_a", "x", "y"), ("g_s", "y", None), ("h_a", "y", "z"), ("h_s", "z", None)),
+    example=("mean-scale-hyperprior", {"pretrained": False, "N": 8, "M": 12}),
 )
