@@ -325,7 +325,9 @@ def load_saved_codec(path: str | os.PathLike[str], device: str = "cpu") -> Learn
             if family_name == "balle":
                 model = build_model(config["arch"], config["N"], config["M"])
                 _resize(model, saved)
-            else:  # the config names every width (pruned ones included)
+            elif family.rebuild is not None:  # the config names every width (pruned too)
+                model = family.rebuild(config)
+            else:
                 training = family.training
                 model = training.build(training.normalize(config))
             model.eval()

@@ -61,9 +61,14 @@ def test_builtin_lists_the_modules_it_imports() -> None:
     assert imgcomp.builtin.BUILTIN_MODULES == (
         "imgcomp.codecs.classic",
         "imgcomp.families.balle",
+        "imgcomp.families.hific",
         "imgcomp.families.rnn",
         "imgcomp.zoo",
     )
-    assert imgcomp.builtin.BUILTIN_FAMILIES == ("imgcomp.families.balle", "imgcomp.families.rnn")
+    assert imgcomp.builtin.BUILTIN_FAMILIES == (
+        "imgcomp.families.balle",
+        "imgcomp.families.hific",
+        "imgcomp.families.rnn",
+    )
     assert all(m in sys.modules for m in imgcomp.builtin.BUILTIN_MODULES)
     assert set(list_codecs()) >= CLASSIC | LEARNED

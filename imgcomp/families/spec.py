@@ -137,6 +137,9 @@ class FamilySpec:
     #: the components the study's tables give a pruning-ratio column (and its grids prune), in
     #: table order; empty: every component (the Toderici RNN's Table 1: encoder and decoder)
     study_components: tuple[str, ...] = ()
+    #: a fresh model from its ``model.config`` (saved codecs rebuild with it; None: the
+    #: training builder)
+    rebuild: Callable[[Mapping[str, Any]], nn.Module] | None = None
     #: a small seeded codec of the family: ``(codec name, params of create_codec)`` (what the
     #: family contract tests and smoke runs build; seconds on a CPU)
     example: tuple[str, Mapping[str, Any]] | None = None

@@ -138,6 +138,7 @@ RNN = FamilySpec(
     after_resize=rnn_after_resize,
     study_components=("encoder", "decoder"),
     recovery={"batch_size": 32, "patch_size": 32, "lr": 1e-4},
+    rebuild=lambda config: TodericiRNN(**config),
     example=("toderici2017", {"pretrained": False, "width": 0.125, "iterations": 2}),
     codec=lambda *args, **kwargs: _rnn_codec()(*args, **kwargs),
 )
