@@ -27,3 +27,30 @@ def load_plain(path: str | os.PathLike[str]) -> Any:
         raise CheckpointError(
             f"unreadable checkpoint {where!r}: {type(exc).__name__}: {exc}"
         ) from None
+
+
+def load_state_strict(module: torch.nn.Module, state: object, where: str, what: str) -> None:
+    """Load ``state`` into ``module`` strictly, as float32: a dict of tensors with exactly the
+    module's keys, each of its shape, floating point and finite; anything else is a
+    :class:`CheckpointError` naming ``where`` and ``what`` the file should hold."""
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise CheckpointError(f"{where!r} is not a state dict of tensors ({what})")
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    extra = [k for k in state if k not in expected]
+    if missing or extra:
+        raise CheckpointError(
+            f"{where!r} does not hold {what}: missing keys {missing}, unexpected keys {extra}"
+        )
+    for key, ref in expected.items():
+        got = state[key]
+        if tuple(got.shape) != tuple(ref.shape) or not got.is_floating_point():
+            raise CheckpointError(
+                f"{where!r}: {key} is {got.dtype} {list(got.shape)}, {what} has "
+                f"{ref.dtype} {list(ref.shape)}"
+            )
+        if not bool(torch.isfinite(got).all()):
+            raise CheckpointError(f"{where!r}: {key} holds NaN or infinite values")
+    module.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)

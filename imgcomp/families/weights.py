@@ -3,11 +3,13 @@ card in ``imgcomp/weights/README.md`` (the lookup a family's spec declares as ``
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from imgcomp.errors import ImgcompError
 
-__all__ = ["WEIGHTS_DIR", "shipped_qualities", "shipped_weights_path"]
+__all__ = ["WEIGHTS_DIR", "load_family_model", "shipped_qualities", "shipped_weights_path"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -33,3 +35,42 @@ def shipped_weights_path(name: str, quality: int) -> Path:
             "pretrained=False for random weights (timing only)."
         )
     return path
+
+
+def load_family_model(
+    family: str,
+    name: str,
+    model_type: type,
+    checkpoint: str | os.PathLike[str] | None,
+    format: str,
+    pretrained: bool,
+    load_original: Callable[[str | os.PathLike[str]], object],
+    build_random: Callable[[], object],
+    seed: int = 0,
+) -> object:
+    """The model of codec ``name`` from one weight source: ``checkpoint`` in ``format`` (ours,
+    safetensors from ``imgcomp export``, or ``"original"``: ``load_original``), the shipped
+    weights (``pretrained``), else ``build_random()`` seeded with ``seed`` (the caller's RNG
+    state kept); ImgcompError for an unknown format or a model of another type."""
+    import torch
+
+    from imgcomp.registry import get_family
+
+    spec = get_family(family)
+    if format not in spec.checkpoint_formats:
+        raise ImgcompError(
+            f"unknown checkpoint format {format!r}; use one of {spec.checkpoint_formats}"
+        )
+    if checkpoint is not None and format == "original":
+        model = load_original(checkpoint)
+    elif checkpoint is not None or pretrained:
+        from imgcomp.train import load_weights
+
+        model = load_weights(checkpoint if checkpoint is not None else spec.shipped(name, 0))
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build_random()
+    if not isinstance(model, model_type):
+        raise ImgcompError(f"{checkpoint!r} holds a {type(model).__name__}, not a {name} model")
+    return model.eval()

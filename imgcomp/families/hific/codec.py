@@ -26,7 +26,6 @@ import torch
 
 from imgcomp.bitstream import ParamValue, StreamHeader
 from imgcomp.codecs.learned import LearnedCodec
-from imgcomp.errors import ImgcompError
 from imgcomp.families.hific.build import build_hific
 from imgcomp.families.hific.latent import pad_image, padded_side
 from imgcomp.families.hific.model import (
@@ -35,7 +34,8 @@ from imgcomp.families.hific.model import (
     RESIDUAL_BLOCKS,
     HiFiC,
 )
-from imgcomp.registry import get_family, register_codec
+from imgcomp.families.weights import load_family_model
+from imgcomp.registry import register_codec
 
 __all__ = ["NAME", "HiFiCCodec", "load_hific_model"]
 
@@ -74,30 +74,19 @@ def load_hific_model(
     seed: int = 0,
 ) -> HiFiC:
     """The model behind ``hific`` from one weight source (see the module docstring)."""
-    family = get_family("hific")
-    if format not in family.checkpoint_formats:
-        raise ImgcompError(
-            f"unknown checkpoint format {format!r}; use one of {family.checkpoint_formats}"
-        )
-    if checkpoint is not None:
-        if format == "original":
-            from imgcomp.families.hific.original import load_original
+    from imgcomp.families.hific.original import load_original
 
-            model = load_original(checkpoint)
-        else:
-            from imgcomp.train import load_weights
-
-            model = load_weights(checkpoint)
-    elif pretrained:
-        from imgcomp.train import load_weights
-
-        model = load_weights(family.shipped(NAME, 0))
-    else:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = build_hific(channels, blocks, hyper_channels, width)
-    if not isinstance(model, HiFiC):
-        raise ImgcompError(f"{checkpoint!r} holds a {type(model).__name__}, not a {NAME} model")
+    model = load_family_model(
+        "hific",
+        NAME,
+        HiFiC,
+        checkpoint,
+        format,
+        pretrained,
+        load_original,
+        lambda: build_hific(channels, blocks, hyper_channels, width),
+        seed,
+    )
     return _inference_only(model).eval()
 
 

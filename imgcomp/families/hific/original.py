@@ -23,10 +23,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from imgcomp.checkpoints import load_plain
+from imgcomp.checkpoints import load_plain, load_state_strict
 from imgcomp.errors import CheckpointError
 from imgcomp.families.hific.model import HYPERLATENT_FILTERS, HiFiC
 
@@ -130,21 +129,4 @@ def _state_dict(state: object, where: str) -> dict[str, Tensor]:
 
 
 def _load_strict(model: HiFiC, state: dict[str, Tensor], where: str) -> None:
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    extra = [k for k in state if k not in expected]
-    if missing or extra:
-        raise CheckpointError(
-            f"{where!r} does not hold the original HiFiC model (config {model.config}): "
-            f"missing keys {missing}, unexpected keys {extra}"
-        )
-    for key, ref in expected.items():
-        got = state[key]
-        if tuple(got.shape) != tuple(ref.shape) or not got.is_floating_point():
-            raise CheckpointError(
-                f"{where!r}: {key} is {got.dtype} {list(got.shape)}, the model has "
-                f"{ref.dtype} {list(ref.shape)}"
-            )
-        if not bool(torch.isfinite(got).all()):
-            raise CheckpointError(f"{where!r}: {key} holds NaN or infinite values")
-    model.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+    load_state_strict(model, state, where, f"the original HiFiC model (config {model.config})")

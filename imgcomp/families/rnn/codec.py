@@ -27,8 +27,9 @@ from imgcomp.bitstream import FINGERPRINT_SIZE, ParamValue, StreamHeader
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import BitstreamError, ImgcompError
 from imgcomp.families.rnn.model import MAX_ITERATIONS, TodericiRNN, build_rnn
+from imgcomp.families.weights import load_family_model
 from imgcomp.images import validate_rgb8
-from imgcomp.registry import get_family, register_codec
+from imgcomp.registry import register_codec
 
 __all__ = ["NAME", "RNNCodec", "load_rnn_model"]
 
@@ -126,30 +127,19 @@ def load_rnn_model(
     seed: int = 0,
 ) -> TodericiRNN:
     """The model behind ``toderici2017`` from one weight source (see the module docstring)."""
-    family = get_family("rnn")
-    if format not in family.checkpoint_formats:
-        raise ImgcompError(
-            f"unknown checkpoint format {format!r}; use one of {family.checkpoint_formats}"
-        )
-    if checkpoint is not None:
-        if format == "original":
-            from imgcomp.families.rnn.original import load_original
+    from imgcomp.families.rnn.original import load_original
 
-            model = load_original(checkpoint)
-        else:
-            from imgcomp.train import load_weights
-
-            model = load_weights(checkpoint)
-    elif pretrained:
-        from imgcomp.train import load_weights
-
-        model = load_weights(family.shipped(NAME, 0))
-    else:
-        torch.manual_seed(seed)
-        model = build_rnn(width)
-    if not isinstance(model, TodericiRNN):
-        raise ImgcompError(f"{checkpoint!r} holds a {type(model).__name__}, not a {NAME} model")
-    return model.eval()
+    return load_family_model(
+        "rnn",
+        NAME,
+        TodericiRNN,
+        checkpoint,
+        format,
+        pretrained,
+        load_original,
+        lambda: build_rnn(width),
+        seed,
+    )
 
 
 @register_codec(NAME, "rnn", progressive=True, family="rnn")

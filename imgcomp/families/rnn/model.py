@@ -197,14 +197,14 @@ class TodericiRNN(nn.Module):
                 f"RNN input must be [B, 3, H, W] with H, W multiples of {f}, got {list(x.shape)}"
             )
 
-    def forward(self, x: Tensor, iterations: int) -> list[Tensor]:
-        """Training pass: the decoder output of each of ``iterations`` residual iterations."""
+    def iterate(self, x: Tensor, iterations: int):
+        """The residual loop on ``x`` [B, 3, H, W] in [0, 1]: ``(codes, decoder output)`` of each
+        iteration (``res = x - 0.5``; encode ``res``, binarize, decode, ``res -= out``)."""
         self.check_input(x)
         _check_iterations(iterations)
         res = x - 0.5
         enc = self.encoder.zero_states(x)
         dec = None
-        outs = []
         for _ in range(iterations):
             encoded, enc = self.encoder(res, enc)
             codes = self.binarizer(encoded)
@@ -212,29 +212,18 @@ class TodericiRNN(nn.Module):
                 dec = self.decoder.zero_states(codes)
             out, dec = self.decoder(codes, dec)
             res = res - out
-            outs.append(out)
-        return outs
+            yield codes, out
+
+    def forward(self, x: Tensor, iterations: int) -> list[Tensor]:
+        """Training pass: the decoder output of each of ``iterations`` residual iterations."""
+        return [out for _, out in self.iterate(x, iterations)]
 
     def analysis(self, x: Tensor, iterations: int = 16) -> Tensor:
         """The codes [T, C, h, w] of one image [1, 3, H, W] in [0, 1] (encoder, binarizer and
         decoder in the loop, as the original ``encoder.py``)."""
-        self.check_input(x)
-        _check_iterations(iterations)
-        if x.size(0) != 1:
+        if x.dim() == 4 and x.size(0) != 1:
             raise ImageError(f"analysis codes one image at a time, got a batch of {x.size(0)}")
-        res = x - 0.5
-        enc = self.encoder.zero_states(x)
-        dec = None
-        codes = []
-        for _ in range(iterations):
-            encoded, enc = self.encoder(res, enc)
-            code = self.binarizer(encoded)
-            if dec is None:
-                dec = self.decoder.zero_states(code)
-            out, dec = self.decoder(code, dec)
-            res = res - out
-            codes.append(code)
-        return torch.cat(codes)
+        return torch.cat([codes for codes, _ in self.iterate(x, iterations)])
 
     def synthesis(self, codes: Tensor) -> Tensor:
         """``0.5 + Σ out`` [1, 3, H, W] (not clipped) of the codes [T, C, h, w] of one image."""

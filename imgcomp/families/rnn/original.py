@@ -13,10 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-from torch import Tensor, nn
-
-from imgcomp.checkpoints import load_plain
+from imgcomp.checkpoints import load_plain, load_state_strict
 from imgcomp.errors import CheckpointError
 from imgcomp.families.rnn.model import TodericiRNN
 
@@ -46,31 +43,7 @@ def load_original(encoder_file: str | os.PathLike[str]) -> TodericiRNN:
                 f"{os.fspath(path)!r} is missing: the original RNN checkpoint needs the "
                 f"{part} file beside {Path(encoder_file).name}"
             )
-        _load_strict(getattr(model, part), load_plain(path), path, part)
-    return model.eval()
-
-
-def _load_strict(module: nn.Module, state: object, path: Path, part: str) -> None:
-    where = os.fspath(path)
-    if not isinstance(state, dict) or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()
-    ):
-        raise CheckpointError(f"{where!r} is not a state dict of tensors (the original {part})")
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state]
-    extra = [k for k in state if k not in expected]
-    if missing or extra:
-        raise CheckpointError(
-            f"{where!r} does not hold the original {part}: missing keys {missing}, "
-            f"unexpected keys {extra}"
+        load_state_strict(
+            getattr(model, part), load_plain(path), os.fspath(path), f"the original {part}"
         )
-    for key, ref in expected.items():
-        got = state[key]
-        if tuple(got.shape) != tuple(ref.shape) or not got.is_floating_point():
-            raise CheckpointError(
-                f"{where!r}: {key} is {got.dtype} {list(got.shape)}, the original {part} has "
-                f"{ref.dtype} {list(ref.shape)}"
-            )
-        if not bool(torch.isfinite(got).all()):
-            raise CheckpointError(f"{where!r}: {key} holds NaN or infinite values")
-    module.load_state_dict({k: v.to(torch.float32) for k, v in state.items()}, strict=True)
+    return model.eval()
