@@ -363,8 +363,9 @@ def _write_speedups(tr) -> None:
 def _write_precision(tr, study: dict) -> None:
     """SSIM vs weight bits of bench/test_precision.py."""
     tr.section(f"imgcomp precision study: {study['case']}, weights at K bits")
-    tr.write_line(f"{'weights':<9}{'images':>7}{'SSIM':>8}{'PSNR':>8}{'bpp':>8}")
+    width = max(9, *(len(name) + 1 for name in study["rows"]))
+    tr.write_line(f"{'weights':<{width}}{'images':>7}{'SSIM':>8}{'PSNR':>8}{'bpp':>8}")
     for name, r in study["rows"].items():
         tr.write_line(
-            f"{name:<9}{r['images']:>7}{r['ssim']:>8.4f}{r['psnr']:>8.2f}{r['bpp']:>8.4f}"
+            f"{name:<{width}}{r['images']:>7}{r['ssim']:>8.4f}{r['psnr']:>8.2f}{r['bpp']:>8.4f}"
         )

@@ -18,11 +18,15 @@ def weight_bits_table(
     codec: LearnedCodec,
     images: Sequence[tuple[str, np.ndarray]],
     bits: Iterable[int] = WEIGHT_BITS,
+    components: Sequence[str] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Mean SSIM, PSNR and bpp over ``images`` (real streams) of ``codec`` (row ``float32``)
-    and of ``codec`` quantized to ``wK`` for each K in ``bits`` (rows ``w8``, ``w7``, ...)."""
+    and of ``codec`` quantized to ``wK`` for each K in ``bits`` (rows ``w8``, ``w7``, ...);
+    ``components``: only those components' weights (None: every component)."""
     variants = {"float32": codec}
-    variants.update({f"w{k}": quantize_codec(codec, f"w{k}")[0] for k in bits})
+    variants.update(
+        {f"w{k}": quantize_codec(codec, f"w{k}", components=components)[0] for k in bits}
+    )
     table = {}
     for name, variant in variants.items():
         mean = summarize(evaluate(variant, images))
