@@ -268,11 +268,23 @@ def _cmd_study(args: argparse.Namespace) -> int:
     steady_allocator()  # timings independent of what ran before (pruning, recovery training)
     threads = torch.get_num_threads()
     codec = _codec_from_args(args)
-    configs = get_grid(args.grid, family=getattr(codec, "family", None))
     dataset = load_dataset(args.dataset)
     if args.images is not None:
         dataset = dataset.subset(args.images)
     images = [(item.name, item.load()) for item in dataset]
+    if args.rate_curve is not None:
+        from imgcomp.rate_curve import format_rate_curve, rate_curve
+
+        rows = rate_curve(codec, images, range(1, args.rate_curve + 1))
+        print(
+            f"{codec!r} on {args.dataset}: {len(images)} images, one "
+            f"{args.rate_curve}-iteration encode per image, truncated"
+        )
+        print(format_rate_curve(rows, "markdown" if args.format == "markdown" else "text"))
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
+        return 0
+    configs = get_grid(args.grid, family=getattr(codec, "family", None))
 
     tty = sys.stderr.isatty()
 
@@ -499,6 +511,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="study: the original study's columns only (ratios, time, SSIM, size)",
     )
     p.add_argument("--json", help="also write the rows (with model sizes) to this file")
+    p.add_argument(
+        "--rate-curve",
+        type=int,
+        metavar="K",
+        help="progressive codecs: the rate curve for 1..K iterations (one K-iteration encode "
+        "per image, truncated) instead of the grid",
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     _add_train_data_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -148,3 +148,16 @@ def test_npz_code_files_round_trip_and_refuse_garbage() -> None:
     np.savez(buf, shape=np.array([4, 1, 32, 4, 2]), codes=np.zeros(3, np.uint8))
     with pytest.raises(BitstreamError, match="bytes of codes"):
         _CODEC.decode_npz(buf.getvalue())
+
+
+def test_rate_curve_truncates_one_encode_per_image() -> None:
+    from imgcomp.rate_curve import format_rate_curve, rate_curve
+
+    rows = rate_curve(_CODEC, [("a", _IMG)], [1, 2, 4])
+    assert [r["iterations"] for r in rows] == [1, 2, 4]
+    assert rows[0]["bytes"] < rows[1]["bytes"] < rows[2]["bytes"]
+    direct = _CODEC.with_iterations(2).encode(_IMG)
+    assert rows[1]["bytes"] == len(direct)
+    assert "MS-SSIM" in format_rate_curve(rows)
+    with pytest.raises(ImgcompError, match="not a progressive codec"):
+        rate_curve(imgcomp.create_codec("jpeg", quality=50), [("a", _IMG)], [1])
