@@ -121,6 +121,8 @@ class FamilySpec:
     int8_units: tuple[str, ...] = ()
     #: a :class:`imgcomp.train.config.TrainFamily` (not imported: the spec sits below training)
     training: object | None = None
+    #: module classes int8 keeps whole in float32 inside its units (HiFiC's ChannelNorm)
+    int8_float_modules: tuple[type, ...] = ()
     #: MACs (:mod:`imgcomp.ops.profile`): a chain of single-input modules ``(module, input,
     #: output)`` from the image ``"x"`` (Ballé), or a ``coding_pass(model, x, codec_params)``
     #: that runs what encoding computes; MACs are counted per component module either way.

@@ -272,12 +272,17 @@ class HyperAnalysis(nn.Module):
         self.conv2 = nn.Conv2d(n, n, kernel_size=5, stride=2, padding=2, padding_mode="reflect")
         self.conv3 = nn.Conv2d(n, n, kernel_size=5, stride=2, padding=2, padding_mode="reflect")
 
-    def forward(self, y: Tensor) -> Tensor:
+    @staticmethod
+    def check_input(y: Tensor) -> None:
+        """ImageError unless ``y`` has 5 or more per side (kept out of ``forward``: FX traces
+        it for int8)."""
         if min(y.shape[-2:]) < 5:
             raise ImageError(
                 f"the hyper encoder needs latents of 5 or more per side (its reflect padding; "
                 f"image sides longer than 64 pixels), got {list(y.shape)}"
             )
+
+    def forward(self, y: Tensor) -> Tensor:
         x = F.relu(self.conv1(y))
         x = F.relu(self.conv2(x))
         return self.conv3(x)
@@ -450,6 +455,7 @@ class Hyperprior(nn.Module):
 
     def forward(self, y: Tensor, spatial_shape: Sequence[int]) -> HyperpriorOutput:
         """Hyper-latents, latent statistics, quantised latents, likelihoods and bpp of ``y``."""
+        HyperAnalysis.check_input(y)
         z = self.analysis_net(y)
         z_round = round_half_up(z)
         z_likelihood = self.hyperlatent_likelihood(z_round)
@@ -617,6 +623,7 @@ class HiFiC(nn.Module):
 
     def hyper_analysis(self, y: Tensor) -> Tensor:
         """``z = h_a(y)`` for ``y`` with sides multiples of 4 (no ``abs``)."""
+        HyperAnalysis.check_input(y)
         return self.Hyperprior.analysis_net(y)
 
     def hyper_synthesis(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:

@@ -174,7 +174,13 @@ def quantize_model(
         inputs = capture_inputs(model, transforms, calibration, run) if transforms else {}
         for attr, m in transforms.items():
             wrapped, info = quantize_int8(
-                m, inputs[attr], attr, deconv=deconv, gdn=gdn, float_activations=keep.get(attr, {})
+                m,
+                inputs[attr],
+                attr,
+                deconv=deconv,
+                gdn=gdn,
+                float_activations=keep.get(attr, {}),
+                float_modules=family.int8_float_modules,
             )
             _replace(model, attr, wrapped)
             layers += info

@@ -101,7 +101,9 @@ def _has_vnni() -> bool:
     return bool(check()) if check is not None else False
 
 
-def _qconfig_mapping(engine: str, gdn: str, float_layers: Collection[str] = ()):
+def _qconfig_mapping(
+    engine: str, gdn: str, float_layers: Collection[str] = (), float_modules: Sequence[type] = ()
+):
     from torch.ao.quantization import QConfig, get_default_qconfig_mapping
     from torch.ao.quantization.observer import HistogramObserver
 
@@ -114,6 +116,8 @@ def _qconfig_mapping(engine: str, gdn: str, float_layers: Collection[str] = ()):
             mapping.set_object_type(kind, QConfig(activation=activation, weight=qconfig.weight))
     if gdn == "float":
         mapping.set_object_type(FloatConvGDN, None)
+    for cls in float_modules:
+        mapping.set_object_type(cls, None)
     for name in float_layers:
         mapping.set_module_name(name, None)
     return mapping
@@ -327,11 +331,14 @@ def quantize_int8(
     deconv: str = "subpixel",
     gdn: str = "int8",
     float_activations: dict[str, str] | None = None,
+    float_modules: Sequence[type] = (),
 ) -> tuple[Int8Transform, list[LayerInfo]]:
     """FX-quantize a float transform calibrated on ``inputs``; the original is not modified.
 
     ``float_activations`` maps layer names (relative to ``module``) to the reason they run on
-    float32 activations (convolutions keep int8-stored weights; see :class:`Int8WeightConv`).
+    float32 activations (convolutions keep int8-stored weights; see :class:`Int8WeightConv`);
+    ``float_modules`` are module classes kept whole in float32 between a dequantize and a
+    quantize (a family's ``int8_float_modules``, e.g. HiFiC's ChannelNorm).
     """
     from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
@@ -353,7 +360,7 @@ def quantize_int8(
     engine = select_engine()
     work = copy.deepcopy(module).cpu().eval().float()
     subpixel = _rewrite(work, deconv, gdn, keep)
-    custom = PrepareCustomConfig().set_non_traceable_module_classes([FloatConvGDN])
+    custom = PrepareCustomConfig().set_non_traceable_module_classes([FloatConvGDN, *float_modules])
     with warnings.catch_warnings():
         # torch.ao.quantization's FX flow is deprecated in favour of PT2E, which cannot
         # quantize conv_transpose2d; these deprecation notices are expected.
@@ -362,7 +369,7 @@ def quantize_int8(
         warnings.filterwarnings("ignore", message=".*quantiz.*deprecated.*")
         prepared = prepare_fx(
             work,
-            _qconfig_mapping(engine, gdn, keep),
+            _qconfig_mapping(engine, gdn, keep, float_modules),
             example_inputs=_as_args(inputs[0]),
             prepare_custom_config=custom,
         )
