@@ -244,7 +244,9 @@ def _codec_objective_args(codec: LearnedCodec) -> dict[str, object]:
 
     from imgcomp.train.objectives import known_objectives
 
-    cls = known_objectives()[family_of(codec.model).objective]
+    cls = known_objectives().get(family_of(codec.model).objective)
+    if cls is None:  # no such objective (HiFiC's): recover() refuses it
+        return {}
     return {f.name: codec.params[f.name] for f in dataclasses.fields(cls) if f.name in codec.params}
 
 

@@ -609,6 +609,11 @@ def recover(
     from imgcomp.train.data import step_seed
     from imgcomp.trainsets import load_training_set
 
+    if (family := family_of(model)).objective not in objectives.known_objectives():  # HiFiC's
+        raise ImgcompError(
+            f"{family.name} has no training objective ({family.objective!r}) yet: "
+            "no recovery fine-tuning; use recover_steps=0"
+        )
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise ImgcompError(f"steps must be a positive integer, got {steps!r}")
     family = family_of(model)

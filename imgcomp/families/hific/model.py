@@ -46,7 +46,7 @@ width N and the encoder / generator filters are constructor parameters (original
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -64,6 +64,7 @@ __all__ = [
     "DISCRIMINATOR_FILTERS",
     "ENCODER_FILTERS",
     "HYPERLATENT_FILTERS",
+    "HYPER_TRANSFORMS",
     "LATENT_CHANNELS",
     "LIKELIHOOD_BOUND",
     "RESIDUAL_BLOCKS",
@@ -90,6 +91,8 @@ RESIDUAL_BLOCKS = 9
 HYPERLATENT_FILTERS = 320
 #: Encoder filters, first to last (the generator uses them reversed: 960 ... 60).
 ENCODER_FILTERS: tuple[int, ...] = (60, 120, 240, 480, 960)
+#: The hyperprior's transforms, each with two hidden layers (:class:`Hyperprior`'s ``widths``).
+HYPER_TRANSFORMS: tuple[str, ...] = ("analysis_net", "synthesis_mu", "synthesis_std")
 #: Hidden filters of the hyper-latent density (layers 1 -> 3 -> 3 -> 3 -> 1).
 DENSITY_FILTERS: tuple[int, ...] = (3, 3, 3)
 DENSITY_INIT_SCALE = 10.0
@@ -191,12 +194,13 @@ class Encoder(nn.Module):
 class ResidualBlock(nn.Module):
     """``x + norm2(conv2(pad(relu(norm1(conv1(pad(x)))))))`` with reflect padding, 3x3 convs."""
 
-    def __init__(self, channels: int, kernel_size: int = 3) -> None:
+    def __init__(self, channels: int, kernel_size: int = 3, hidden: int | None = None) -> None:
         super().__init__()
+        h = channels if hidden is None else _positive(hidden, "residual hidden channels")
         self.pad = nn.ReflectionPad2d((kernel_size - 1) // 2)
-        self.conv1 = nn.Conv2d(channels, channels, kernel_size, stride=1)
-        self.conv2 = nn.Conv2d(channels, channels, kernel_size, stride=1)
-        self.norm1 = ChannelNorm2D(channels)
+        self.conv1 = nn.Conv2d(channels, h, kernel_size, stride=1)
+        self.conv2 = nn.Conv2d(h, channels, kernel_size, stride=1)
+        self.norm1 = ChannelNorm2D(h)
         self.norm2 = ChannelNorm2D(channels)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -209,7 +213,8 @@ class Generator(nn.Module):
     """G: ChannelNorm, 3x3 conv to 960, ChannelNorm (``head``); residual blocks; ``+ head``; four
     stride-2 3x3 transposed convs with ChannelNorm + ReLU; reflect-padded 7x7 conv to 3 channels.
 
-    No output activation. [B, C, h, w] -> [B, 3, 16h, 16w].
+    No output activation. [B, C, h, w] -> [B, 3, 16h, 16w]. ``residual_widths``: each residual
+    block's hidden width (its conv1 outputs; default ``filters[0]``, the original).
     """
 
     def __init__(
@@ -217,11 +222,17 @@ class Generator(nn.Module):
         latent_channels: int = LATENT_CHANNELS,
         filters: Sequence[int] = tuple(reversed(ENCODER_FILTERS)),
         n_residual_blocks: int = RESIDUAL_BLOCKS,
+        residual_widths: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         f = _widths(filters, 5, "generator filters")
         c = _positive(latent_channels, "latent_channels")
         self.n_residual_blocks = _positive(n_residual_blocks, "n_residual_blocks")
+        hidden = (
+            (f[0],) * self.n_residual_blocks
+            if residual_widths is None
+            else _widths(residual_widths, self.n_residual_blocks, "residual widths")
+        )
         self.conv_block_init = nn.Sequential(
             ChannelNorm2D(c),
             nn.ReflectionPad2d(1),
@@ -229,7 +240,7 @@ class Generator(nn.Module):
             ChannelNorm2D(f[0]),
         )
         for m in range(self.n_residual_blocks):
-            self.add_module(f"resblock_{m}", ResidualBlock(f[0]))
+            self.add_module(f"resblock_{m}", ResidualBlock(f[0], hidden=hidden[m]))
         for i in range(4):
             block = nn.Sequential(
                 nn.ConvTranspose2d(f[i], f[i + 1], 3, stride=2, padding=1, output_padding=1),
@@ -264,13 +275,17 @@ class HyperAnalysis(nn.Module):
     n_downsampling_layers: ClassVar[int] = 2
 
     def __init__(
-        self, latent_channels: int = LATENT_CHANNELS, filters: int = HYPERLATENT_FILTERS
+        self,
+        latent_channels: int = LATENT_CHANNELS,
+        filters: int = HYPERLATENT_FILTERS,
+        widths: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         c, n = latent_channels, filters
-        self.conv1 = nn.Conv2d(c, n, kernel_size=3, stride=1, padding=1)
-        self.conv2 = nn.Conv2d(n, n, kernel_size=5, stride=2, padding=2, padding_mode="reflect")
-        self.conv3 = nn.Conv2d(n, n, kernel_size=5, stride=2, padding=2, padding_mode="reflect")
+        w1, w2 = (n, n) if widths is None else _widths(widths, 2, "hyper analysis widths")
+        self.conv1 = nn.Conv2d(c, w1, kernel_size=3, stride=1, padding=1)
+        self.conv2 = nn.Conv2d(w1, w2, kernel_size=5, stride=2, padding=2, padding_mode="reflect")
+        self.conv3 = nn.Conv2d(w2, n, kernel_size=5, stride=2, padding=2, padding_mode="reflect")
 
     @staticmethod
     def check_input(y: Tensor) -> None:
@@ -290,16 +305,21 @@ class HyperAnalysis(nn.Module):
 
 class HyperSynthesis(nn.Module):
     """h_s (one each for mu and sigma): two 5x5 stride-2 transposed convs with ReLU, then a 3x3
-    transposed conv to C channels, no final activation. [B, N, h, w] -> [B, C, 4h, 4w]."""
+    transposed conv to C channels, no final activation. [B, N, h, w] -> [B, C, 4h, 4w].
+    ``widths``: the outputs of the first two (default N, N: the original)."""
 
     def __init__(
-        self, latent_channels: int = LATENT_CHANNELS, filters: int = HYPERLATENT_FILTERS
+        self,
+        latent_channels: int = LATENT_CHANNELS,
+        filters: int = HYPERLATENT_FILTERS,
+        widths: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         c, n = latent_channels, filters
-        self.conv1 = nn.ConvTranspose2d(n, n, 5, stride=2, padding=2, output_padding=1)
-        self.conv2 = nn.ConvTranspose2d(n, n, 5, stride=2, padding=2, output_padding=1)
-        self.conv3 = nn.ConvTranspose2d(n, c, 3, stride=1, padding=1)
+        w1, w2 = (n, n) if widths is None else _widths(widths, 2, "hyper synthesis widths")
+        self.conv1 = nn.ConvTranspose2d(n, w1, 5, stride=2, padding=2, output_padding=1)
+        self.conv2 = nn.ConvTranspose2d(w1, w2, 5, stride=2, padding=2, output_padding=1)
+        self.conv3 = nn.ConvTranspose2d(w2, c, 3, stride=1, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:
         x = F.relu(self.conv1(z))
@@ -407,7 +427,9 @@ class HyperpriorOutput:
 
 class Hyperprior(nn.Module):
     """Mean-scale hyperprior: ``analysis_net`` (h_a), ``synthesis_mu`` / ``synthesis_std`` (h_s)
-    and the hyper-latent density ``hyperlatent_likelihood``; Gaussian latent likelihood."""
+    and the hyper-latent density ``hyperlatent_likelihood``; Gaussian latent likelihood.
+    ``widths`` maps ``analysis_net`` / ``synthesis_mu`` / ``synthesis_std`` to the widths of
+    their two hidden layers (default N, N each: the original)."""
 
     def __init__(
         self,
@@ -415,6 +437,7 @@ class Hyperprior(nn.Module):
         hyperlatent_filters: int = HYPERLATENT_FILTERS,
         scale_lower_bound: float = SCALE_LOWER_BOUND,
         likelihood_bound: float = LIKELIHOOD_BOUND,
+        widths: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
         super().__init__()
         c = _positive(latent_channels, "latent_channels")
@@ -422,9 +445,13 @@ class Hyperprior(nn.Module):
         self.latent_channels, self.hyperlatent_filters = c, n
         self.scale_lower_bound = float(scale_lower_bound)
         self.likelihood_bound = float(likelihood_bound)
-        self.analysis_net = HyperAnalysis(c, n)
-        self.synthesis_mu = HyperSynthesis(c, n)
-        self.synthesis_std = HyperSynthesis(c, n)
+        widths = dict(widths or {})
+        unknown = sorted(set(widths) - set(HYPER_TRANSFORMS))
+        if unknown:
+            raise ValueError(f"unknown hyper transforms in widths: {unknown}")
+        self.analysis_net = HyperAnalysis(c, n, widths.get("analysis_net"))
+        self.synthesis_mu = HyperSynthesis(c, n, widths.get("synthesis_mu"))
+        self.synthesis_std = HyperSynthesis(c, n, widths.get("synthesis_std"))
         self.hyperlatent_likelihood = HyperpriorDensity(n, likelihood_bound=likelihood_bound)
 
     def synthesis(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
@@ -561,30 +588,61 @@ class HiFiC(nn.Module):
         hyperlatent_filters: int = HYPERLATENT_FILTERS,
         filters: Sequence[int] = ENCODER_FILTERS,
         discriminator: bool = True,
+        generator_filters: Sequence[int] | None = None,
+        residual_widths: Sequence[int] | None = None,
+        hyper_widths: Mapping[str, Sequence[int]] | None = None,
     ) -> None:
         super().__init__()
         self.latent_channels = _positive(latent_channels, "latent_channels")
         self.n_residual_blocks = _positive(n_residual_blocks, "n_residual_blocks")
         self.hyperlatent_filters = _positive(hyperlatent_filters, "hyperlatent_filters")
         self.filters = _widths(filters, 5, "encoder filters")
+        self.generator_filters = (
+            tuple(reversed(self.filters))
+            if generator_filters is None
+            else _widths(generator_filters, 5, "generator filters")
+        )
+        self.residual_widths = (
+            (self.generator_filters[0],) * self.n_residual_blocks
+            if residual_widths is None
+            else _widths(residual_widths, self.n_residual_blocks, "residual widths")
+        )
+        n = self.hyperlatent_filters
+        given = dict(hyper_widths or {})
+        self.hyper_widths = {
+            k: _widths(given[k], 2, f"{k} widths") if k in given else (n, n)
+            for k in HYPER_TRANSFORMS
+        }
         self.has_discriminator = bool(discriminator)
         c = self.latent_channels
         self.Encoder = Encoder(c, self.filters)
-        self.Generator = Generator(c, tuple(reversed(self.filters)), self.n_residual_blocks)
-        self.Hyperprior = Hyperprior(c, self.hyperlatent_filters)
+        self.Generator = Generator(
+            c, self.generator_filters, self.n_residual_blocks, self.residual_widths
+        )
+        self.Hyperprior = Hyperprior(c, n, widths=self.hyper_widths)
         if self.has_discriminator:
             self.Discriminator = Discriminator(c)
 
     @property
     def config(self) -> dict[str, Any]:
-        """What rebuilds this model: ``HiFiC(**config)``."""
-        return {
+        """What rebuilds this model: ``HiFiC(**config)``. The widths structured pruning makes
+        independent (``generator_filters``, ``residual_widths``, ``hyper_widths``) are listed
+        only where they differ from the original's rule (so unpruned configs are unchanged)."""
+        config: dict[str, Any] = {
             "latent_channels": self.latent_channels,
             "n_residual_blocks": self.n_residual_blocks,
             "hyperlatent_filters": self.hyperlatent_filters,
             "filters": list(self.filters),
             "discriminator": self.has_discriminator,
         }
+        if self.generator_filters != tuple(reversed(self.filters)):
+            config["generator_filters"] = list(self.generator_filters)
+        if self.residual_widths != (self.generator_filters[0],) * self.n_residual_blocks:
+            config["residual_widths"] = list(self.residual_widths)
+        n = self.hyperlatent_filters
+        if any(w != (n, n) for w in self.hyper_widths.values()):
+            config["hyper_widths"] = {k: list(w) for k, w in self.hyper_widths.items()}
+        return config
 
     @property
     def components(self) -> dict[str, list[nn.Module]]:

@@ -28,6 +28,7 @@ from imgcomp.errors import ImgcompError
 from imgcomp.families.hific.build import build_hific
 from imgcomp.families.hific.latent import hific_coding_pass, hific_latent
 from imgcomp.families.hific.model import HiFiC
+from imgcomp.families.hific.structured import hific_after_resize, hific_channel_groups
 from imgcomp.families.spec import Component, FamilySpec, Padding
 from imgcomp.families.weights import WEIGHTS_DIR
 from imgcomp.nn.channel_norm import ChannelNorm2D
@@ -91,6 +92,8 @@ HIFIC = FamilySpec(
     training=None,
     coding_pass=hific_coding_pass,
     study_components=("encoder", "generator", "probability"),
+    channel_groups=hific_channel_groups,
+    after_resize=hific_after_resize,
     codec=lambda *args, **kwargs: _hific_codec()(*args, **kwargs),
     rebuild=lambda config: HiFiC(**config),
     example=(
