@@ -97,8 +97,8 @@ def codec_case(name: str, setting: str, quick: bool = False, **params: object) -
     )
 
 
-def rnn_cases(iterations: tuple[int, ...] = (RNN_ITERATIONS,)) -> list[Case]:
+def rnn_cases(iterations: tuple[int, ...] = (RNN_ITERATIONS,), quick: bool = False) -> list[Case]:
     """The Toderici RNN on its shipped weights (``imgcomp/weights/toderici2017.safetensors``) at
     each iteration count: ``toderici2017-i3``. Not in the matrix yet (no shipped weights and
     baselines); :func:`bench.matrix.study_op_cases` gives a base's Table 1 / extended cases."""
-    return [codec_case(RNN_CODEC, f"i{n}", iterations=n) for n in iterations]
+    return [codec_case(RNN_CODEC, f"i{n}", quick=quick, iterations=n) for n in iterations]

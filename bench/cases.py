@@ -13,7 +13,14 @@ learned case crossed with every op).
 
 from __future__ import annotations
 
-from bench.case import BASELINE_TRAIN_DATA, DEFAULT_BASE, MATRICES, Case, learned_cases
+from bench.case import (
+    BASELINE_TRAIN_DATA,
+    DEFAULT_BASE,
+    MATRICES,
+    Case,
+    learned_cases,
+    rnn_cases,
+)
 from imgcomp.registry import create_codec
 
 # Re-exported: bench files and tests import the case type and the learned cases from here.
@@ -58,9 +65,12 @@ def classic_cases() -> list[Case]:
 
 
 def matrix_learned_cases(matrix: str = "default") -> list[Case]:
-    """The plain learned cases of ``matrix`` (default: only the study's model)."""
+    """The plain learned cases of ``matrix`` (default: only the study's model; study and full
+    add the Toderici RNN at the study's 3 iterations)."""
     learned = learned_cases()
-    return [c for c in learned if c.default] if matrix == "default" else learned
+    if matrix == "default":
+        return [c for c in learned if c.default]
+    return learned + rnn_cases(quick=True)
 
 
 def all_cases(matrix: str = "default") -> list[Case]:

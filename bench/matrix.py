@@ -67,6 +67,8 @@ def default_base() -> Case:
 
 #: Ops CI runs on every push (with the base they apply to).
 QUICK = {"enc0.3,dec0.3,ent0.3:structured/quant=none", "none/quant=int8", "none/quant=bf16"}
+#: The same for the other families' bases (by base id).
+OTHER_QUICK = {"toderici2017-i3": {"enc0.3,bin0,dec0.3:structured/quant=none"}}
 
 
 #: Pruned codecs by (base case, pruning tag, device, training data), shared by the cases that
@@ -96,16 +98,24 @@ def op_case(base: Case, prune: OpSpec | None, quant: OpSpec | None) -> Case:
         family=base.id,
         factory=factory,
         tolerance=base.tolerance,
-        quick=base.id == DEFAULT_BASE and f"{ptag}/quant={qtag}" in QUICK,
+        quick=(
+            f"{ptag}/quant={qtag}" in QUICK
+            if base.id == DEFAULT_BASE
+            else f"{ptag}/quant={qtag}" in OTHER_QUICK.get(base.id, ())
+        ),
     )
 
 
 def op_cases(bases: list[Case], matrix: str = "default") -> list[Case]:
     """The op cases of ``matrix`` (default, study or full) over the learned ``bases``."""
     quant = {spec.tag: spec for spec in QUANTIZATIONS}
+    others = [b for b in bases if case_family(b.id) not in (None, "balle")]
+    # other families' bases (the RNN's): their study's extended grid, in every matrix but default
+    extra = [c for b in others for c in study_op_cases(b, "extended")]
     if matrix == "full":
         combos = [(p, q) for p in [None, *PRUNINGS] for q in [None, *QUANTIZATIONS]]
-        return [op_case(b, p, q) for b in bases for p, q in combos if p or q]
+        balle = [b for b in bases if b not in others]
+        return [op_case(b, p, q) for b in balle for p, q in combos if p or q] + extra
     if matrix == "study":
         combos = [(p, None) for p in PRUNINGS] + [(None, q) for q in QUANTIZATIONS]
     elif matrix == "default":
@@ -115,7 +125,7 @@ def op_cases(bases: list[Case], matrix: str = "default") -> list[Case]:
         raise ValueError(f"--matrix must be default, study or full, not {matrix!r}")
     combos.append((STRUCTURED, quant["int8"]))  # structured + int8: the fast configuration
     base = [b for b in bases if b.id == DEFAULT_BASE]  # bases may lack it (a subset)
-    return [op_case(b, p, q) for b in base for p, q in combos]
+    return [op_case(b, p, q) for b in base for p, q in combos] + extra
 
 
 def study_op_cases(base: Case, grid: str = "extended") -> list[Case]:

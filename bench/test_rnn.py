@@ -1,0 +1,137 @@
+"""The Toderici RNN's targets (issue 10), measured side by side on the bench images.
+
+Against the shipped model at 3 iterations (``toderici2017-i3``, float32):
+
+==================  ========================  ================
+op                  decode latency            SSIM drop
+==================  ========================  ================
+structured 0.3      <= 0.70x                  (reported)
+bf16                <= 0.60x (native bf16)    <= 0.005
+int8                <= 0.60x (int8 engine)    <= 0.01
+==================  ========================  ================
+
+Structured is the study's (:func:`imgcomp.study.structured_config`: encoder and decoder at 0.3,
+hidden channels ranked by L1 norm, widths rounded to 4, 300 recovery steps). bf16 and int8 gate
+only where the hardware delivers them (:func:`imgcomp.hardware.speedup_gate`). The RNN's int8
+keeps its gates float32 (whole-cell int8 broke the codec) and quantizes every convolution on
+its own: on the project's 2-core AVX512-VNNI CPU the per-convolution quantize / dequantize of
+the 4H-channel gate tensors costs what the int8 arithmetic saves (decode ~1.0x), so that target
+is an expected failure (``xfail(strict=True)``: it fails the run the day it is met, so the
+marker goes). Progressive decoding: decode time is linear in the number of iterations (within
+15% of a straight line through 1, 2, 4 and 8). Entropy coding: the payload is at least 10%
+smaller than the raw packed codes of the same iterations.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from bench.case import rnn_cases
+from bench.matrix import _family_quant, _prune, op_case
+from bench.test_speedups import FULL_GATE_IMAGES, PARTIAL_RUN_SLACK
+from imgcomp.bitstream import unpack
+from imgcomp.evaluate import summarize
+from imgcomp.hardware import CAPABILITY_NEEDED, cpu_capabilities, measure_bf16_ratio, speedup_gate
+from imgcomp.progressive import truncate
+from imgcomp.study import StudyConfig, structured_config
+from imgcomp.timing import time_side_by_side
+
+DECODE_TARGETS = {"structured": 0.70, "bf16": 0.60, "int8": 0.60}
+SSIM_DROP_TARGETS = {"bf16": 0.005, "int8": 0.01}
+#: Known misses on hosts where the op's gate is on: op -> why (see the module docstring).
+EXPECTED_MISSES = {"int8": "per-convolution int8 with float gates: quantize/dequantize overhead"}
+LINEARITY_TOLERANCE = 0.15
+ENTROPY_SAVING = 0.10
+ROUNDS = 5
+
+pytestmark = [pytest.mark.quick, pytest.mark.study]
+
+BASE = rnn_cases()[0]
+VARIANTS = {
+    "float32": BASE,
+    "structured": op_case(BASE, _prune(structured_config("rnn")), None),
+    "bf16": op_case(BASE, None, _family_quant(StudyConfig(quant="bf16", family="rnn"))),
+    "int8": op_case(BASE, None, _family_quant(StudyConfig(quant="int8", family="rnn"))),
+}
+
+
+@pytest.fixture(scope="module")
+def rnn_side_by_side(codec_for, timing_images):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.skip("side-by-side timings need the machine to themselves; run with -n 0")
+    codecs = {name: codec_for(case) for name, case in VARIANTS.items()}
+    images = [img for _, img in timing_images]
+    streams = {name: [c.encode(img) for img in images] for name, c in codecs.items()}
+    return time_side_by_side(
+        {n: [lambda c=codecs[n], s=s: c.decode(s) for s in streams[n]] for n in codecs}, ROUNDS
+    )
+
+
+@pytest.mark.latency
+@pytest.mark.parametrize("op", list(DECODE_TARGETS))
+def test_rnn_decode_speedup(op: str, rnn_side_by_side, record_property, pytestconfig) -> None:
+    ratio = rnn_side_by_side.ratio(op, "float32")
+    full_kodak = (
+        pytestconfig.getoption("--dataset") == "kodak"
+        and len(rnn_side_by_side.runs[op]) >= FULL_GATE_IMAGES
+    )
+    target = DECODE_TARGETS[op] + (0.0 if full_kodak else PARTIAL_RUN_SLACK)
+    decision = speedup_gate(op, cpu_capabilities(), measure_bf16_ratio())
+    record_property("imgcomp_rnn_speedup", {"op": op, "decode_ratio": ratio})
+    if not decision.gate:
+        pytest.skip(
+            f"{op} decode {ratio:.2f}x of float32: {decision.reason}; the "
+            f"{DECODE_TARGETS[op]:.2f}x target needs {CAPABILITY_NEEDED[op]}"
+        )
+    if op in EXPECTED_MISSES:
+        if ratio > target:
+            pytest.xfail(f"{op} decode {ratio:.2f}x of float32: {EXPECTED_MISSES[op]}")
+        pytest.fail(f"{op} now meets its target ({ratio:.2f}x): drop it from EXPECTED_MISSES")
+    assert ratio <= target, f"{op} decode {ratio:.2f}x of float32 > {target:.2f}x"
+
+
+@pytest.mark.quality
+@pytest.mark.parametrize("op", list(SSIM_DROP_TARGETS))
+def test_rnn_ssim_drop(op: str, case_results, pytestconfig) -> None:
+    if pytestconfig.getoption("--dataset") != "kodak":
+        pytest.skip("SSIM-drop targets are defined on Kodak")
+    base = summarize(case_results(VARIANTS["float32"]))["ssim"]
+    ssim = summarize(case_results(VARIANTS[op]))["ssim"]
+    assert base - ssim <= SSIM_DROP_TARGETS[op], f"{op}: SSIM {ssim:.4f} vs {base:.4f}"
+
+
+@pytest.mark.quality
+def test_rnn_entropy_coding_beats_raw_codes(codec_for, timing_images) -> None:
+    codec = codec_for(BASE)
+    for name, img in timing_images:
+        _, sections = unpack(codec.encode(img))
+        h, w = (-(-s // 32) * 32 // 16 for s in img.shape[:2])
+        raw = len(sections) * codec.model.code_channels * h * w / 8
+        saved = 1 - sum(map(len, sections)) / raw
+        assert saved >= ENTROPY_SAVING, f"{name}: {saved:.1%} fewer bytes than raw codes"
+
+
+@pytest.mark.latency
+def test_rnn_progressive_decode_is_linear(codec_for, timing_images) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.skip("timings need the machine to themselves; run with -n 0")
+    codec = codec_for(BASE).with_iterations(8)
+    counts = (1, 2, 4, 8)
+    streams = {j: [] for j in counts}
+    for _, img in timing_images[:2]:
+        full = codec.encode(img)
+        for j in counts:
+            streams[j].append(truncate(full, iterations=j))
+    timing = time_side_by_side(
+        {str(j): [lambda s=s: codec.decode(s) for s in streams[j]] for j in counts}, ROUNDS
+    )
+    t = np.array([timing.total(str(j)) for j in counts])
+    slope, intercept = np.polyfit(np.array(counts, dtype=float), t, 1)
+    fit = slope * np.array(counts) + intercept
+    worst = float(np.max(np.abs(t - fit) / fit))
+    assert slope > 0 and worst <= LINEARITY_TOLERANCE, (
+        f"decode seconds {t.round(3).tolist()} for {counts} iterations: {worst:.1%} off a line"
+    )
