@@ -479,7 +479,11 @@ def prune_declared(
                 for u in range(group.units):
                     idx = torch.tensor(sl.indices([u]))
                     scores[u] += w.index_select(sl.dim, idx).sum()
-        n_drop = group.units - _kept(group.units, ratio, round_to)
+        # round_to counts channels: a unit of a block of b channels (before a pixel shuffle)
+        # rounds to multiples of round_to / b units
+        block = group.slices[0].block
+        unit_round = max(1, round_to // block) if round_to else None
+        n_drop = group.units - _kept(group.units, ratio, unit_round)
         drop = sorted(torch.argsort(scores, stable=True)[:n_drop].tolist())
         plan.append((group, ratio, drop))
     modules = dict(model.named_modules())
