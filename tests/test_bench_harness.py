@@ -42,7 +42,7 @@ def test_default_matrix_is_a_first_run_and_study_full_grow() -> None:
     assert "mbt2018-mean-q3/prune=none/quant=int8" in default
     assert not any(c.startswith("mbt2018-mean-q5") for c in default)
     assert set(default) < set(study) < set(full)
-    assert len(full) == 259
+    assert len(full) == 259 + 8  # the Ballé crossings, then the RNN's extended grid
     with pytest.raises(ValueError, match="default, study, full"):
         all_cases("everything")
 
@@ -98,9 +98,9 @@ def test_bad_training_data_stops_the_run_once(tmp_path: Path) -> None:
     assert run.returncode == 4 and out.count("cannot load --train-data") == 1, out
 
 
-def test_rnn_study_cases_are_one_line_away_and_not_in_the_matrix() -> None:
+def test_rnn_study_cases_join_the_study_and_full_matrices() -> None:
     """The RNN's Table 1 / extended op cases: ids from its components, read back by the study
-    (its table from their summaries); none in any matrix until its weights are shipped."""
+    (its table from their summaries); in the study and full matrices, not the default."""
     from bench import conftest as bench_conftest
     from bench.case import rnn_cases
     from bench.matrix import study_op_cases
@@ -128,7 +128,11 @@ def test_rnn_study_cases_are_one_line_away_and_not_in_the_matrix() -> None:
             family == base.id and config.family == "rnn" and case.id == f"{family}/{config.label}"
         )
         assert config.label in {c.label for c in grid}
-    assert not any(c.id.startswith("toderici2017") for c in all_cases("full"))
+    # the study and full matrices carry exactly the base and its extended grid; default none
+    for matrix in ("study", "full"):
+        rnn_ids = [c.id for c in all_cases(matrix) if c.id.startswith("toderici2017")]
+        assert rnn_ids == [base.id, *(c.id for c in extended)], matrix
+    assert not any(c.id.startswith("toderici2017") for c in all_cases("default"))
 
     means = {"bpp": 0.3, "bytes": 100.5, "psnr": 30.0, "ssim": 0.6, "ms_ssim": 0.9}
     ids = [base.id, *table1]
