@@ -15,11 +15,13 @@ hidden channels ranked by L1 norm, widths rounded to 4, 300 recovery steps). bf1
 only where the hardware delivers them (:func:`imgcomp.hardware.speedup_gate`). The RNN's int8
 keeps its gates float32 (whole-cell int8 broke the codec) and quantizes every convolution on
 its own: on the project's 2-core AVX512-VNNI CPU the per-convolution quantize / dequantize of
-the 4H-channel gate tensors costs what the int8 arithmetic saves (decode ~1.0x), so that target
+the 4H-channel gate tensors costs what the int8 arithmetic saves (decode 1.2-1.4x), so that target
 is an expected failure (``xfail(strict=True)``: it fails the run the day it is met, so the
-marker goes). Progressive decoding: decode time is linear in the number of iterations (within
-15% of a straight line through 1, 2, 4 and 8). Entropy coding: the payload is at least 10%
-smaller than the raw packed codes of the same iterations.
+marker goes). The ratios are timed on one thread, as the bf16 gate measures its kernels: with
+two threads the RNN's small per-iteration tensors parallelize poorly and bf16 decoded in 0.67x
+(2 Kodak images) against 0.50x on one. Progressive decoding: decode time is linear in the
+number of iterations (within 15% of a straight line through 1, 2, 4 and 8). Entropy coding:
+the payload is at least 10% smaller than the raw packed codes of the same iterations.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 from bench.case import rnn_cases
 from bench.matrix import _family_quant, _prune, op_case
@@ -35,6 +38,7 @@ from bench.test_speedups import FULL_GATE_IMAGES, PARTIAL_RUN_SLACK
 from imgcomp.bitstream import unpack
 from imgcomp.evaluate import summarize
 from imgcomp.hardware import CAPABILITY_NEEDED, cpu_capabilities, measure_bf16_ratio, speedup_gate
+from imgcomp.nn.determinism import single_cpu_thread
 from imgcomp.progressive import truncate
 from imgcomp.study import StudyConfig, structured_config
 from imgcomp.timing import time_side_by_side
@@ -69,9 +73,11 @@ def rnn_side_by_side(codec_for, timing_images):
     codecs = {name: codec_for(case) for name, case in VARIANTS.items()}
     images = [img for _, img in timing_images]
     streams = {name: [c.encode(img) for img in images] for name, c in codecs.items()}
-    return time_side_by_side(
-        {n: [lambda c=codecs[n], s=s: c.decode(s) for s in streams[n]] for n in codecs}, ROUNDS
-    )
+    with single_cpu_thread(torch.device("cpu")):  # see the module docstring
+        return time_side_by_side(
+            {n: [lambda c=codecs[n], s=s: c.decode(s) for s in streams[n]] for n in codecs},
+            ROUNDS,
+        )
 
 
 @pytest.mark.latency
