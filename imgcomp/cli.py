@@ -408,6 +408,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             objective_args=objective_args,
             lr_milestones=args.lr_milestones,
             lr_gamma=args.lr_gamma,
+            clip_max_norm=args.clip_max_norm,
             steps=args.steps,
             batch_size=args.batch_size,
             patch_size=args.patch_size,
@@ -532,14 +533,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         action="append",
         metavar="KEY=VALUE",
-        help="a model argument of the family (rnn: width=0.25; balle: arch, N, M)",
+        help="a model argument of the family (rnn: width=0.25; balle: arch, N, M; hific: width, "
+        "channels, blocks, hyper_channels, discriminator_width)",
     )
     p.add_argument("--objective", default=None, help="training objective (default: the family's)")
     p.add_argument(
         "--objective-arg",
         action="append",
         metavar="KEY=VALUE",
-        help="an objective argument (rd: lmbda; residual-l1: iterations)",
+        help="an objective argument (rd: lmbda; residual-l1: iterations; hific-gan: target_rate, "
+        "k_P, beta, gan_start, ...)",
     )
     p.add_argument("--arch", default=None, help="balle: architecture or alias (mbt2018-mean)")
     p.add_argument("--N", type=int, default=None, help="balle: transform channels (128)")
@@ -566,9 +569,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="fractions of the run where the lr is multiplied by --lr-gamma",
     )
     p.add_argument("--lr-gamma", type=float, default=None)
+    p.add_argument(
+        "--clip-max-norm",
+        type=float,
+        default=None,
+        help="gradient clipping norm (0: off; default: the family's recipe)",
+    )
     p.add_argument("--aux-lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--amp", action="store_true", help="bf16 autocast for the transforms (CUDA)")
+    p.add_argument(
+        "--amp", action="store_true", help="bf16 autocast for the transforms (CUDA, AMX CPUs)"
+    )
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW layout on CUDA")
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="STEPS")
     p.add_argument("--log-every", type=int, default=100, metavar="STEPS")

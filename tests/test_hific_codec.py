@@ -41,7 +41,7 @@ _IMG = _img(37, 50)
 _STREAM = _CODEC.encode(_IMG)
 
 
-def test_registered_as_a_family_with_the_study_columns() -> None:
+def test_registered_as_a_family_with_the_study_columns(monkeypatch, tmp_path) -> None:
     family = get_family("hific")
     assert family.component_names == ("encoder", "generator", "probability")
     headers = [
@@ -53,11 +53,14 @@ def test_registered_as_a_family_with_the_study_columns() -> None:
         "Probability model pruning ratio",
     ]
     assert family.table_components == ("encoder", "generator", "probability")
-    assert family.training is None and family.checkpoint_formats == ("imgcomp", "original")
+    assert family.training.name == "hific" and family.objective == "hific-gan"
+    assert family.checkpoint_formats == ("imgcomp", "original")
     assert isinstance(_CODEC, HiFiCCodec) and _CODEC.family == "hific"
     assert imgcomp.registry.canonical_name("mentzer2020") == "hific"
-    with pytest.raises(ImgcompError, match="no shipped weights for hific"):
-        imgcomp.create_codec("hific")
+    with monkeypatch.context() as m:  # a package without the shipped file
+        m.setattr("imgcomp.families.hific.spec.WEIGHTS_DIR", tmp_path)
+        with pytest.raises(ImgcompError, match="no shipped weights for hific"):
+            imgcomp.create_codec("hific")
     with pytest.raises(ImgcompError, match="unknown checkpoint format"):
         imgcomp.create_codec("hific", checkpoint="x.pt", format="compressai")
     with pytest.raises(ImgcompError, match="width"):

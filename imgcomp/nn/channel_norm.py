@@ -22,7 +22,7 @@ CHANNEL_NORM_EPS: float = 1e-3
 class ChannelNorm2D(nn.Module):
     """``(x - mean_c) * rsqrt(var_c + eps) * gamma + beta`` over dim 1 of [B, C, H, W] inputs.
 
-    ``var_c`` is the unbiased variance over the channels (``torch.var(x, dim=1)``);
+    ``var_c`` is the unbiased variance over the channels (``torch.var(x, dim=1)``'s value);
     ``affine=False`` drops ``gamma`` / ``beta`` (the original's option, off in HiFiC).
     """
 
@@ -39,9 +39,10 @@ class ChannelNorm2D(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Normalise ``x`` [B, C, H, W] over its channels, then scale and shift."""
-        mean = torch.mean(x, dim=1, keepdim=True)
-        var = torch.var(x, dim=1, keepdim=True)
-        out = (x - mean) * torch.rsqrt(var + self.eps)
+        # torch.var over dim 1 is the same unbiased variance, several times slower on the CPU
+        centred = x - torch.mean(x, dim=1, keepdim=True)
+        var = torch.sum(centred * centred, dim=1, keepdim=True) / (x.size(1) - 1)
+        out = centred * torch.rsqrt(var + self.eps)
         if self.affine:
             out = self.gamma * out + self.beta
         return out

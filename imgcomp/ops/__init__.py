@@ -14,6 +14,7 @@ the last op (sparsity per layer, channel widths, quantized layers and sizes).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -151,7 +152,9 @@ def prune(
                 config.recover_steps,
                 config.lmbda,
                 data,
-                objective_args=_codec_objective_args(codec),
+                objective_args={**_weights_objective_args(codec), **_codec_objective_args(codec)}
+                if not rd
+                else _codec_objective_args(codec),
             )
     else:
         raise ImgcompError(f"unknown pruning config {config!r}")
@@ -248,6 +251,36 @@ def _codec_objective_args(codec: LearnedCodec) -> dict[str, object]:
     if cls is None:  # no such objective (HiFiC's): recover() refuses it
         return {}
     return {f.name: codec.params[f.name] for f in dataclasses.fields(cls) if f.name in codec.params}
+
+
+def _weights_file(codec: LearnedCodec) -> str | None:
+    """The exported weights file the codec was built from: its ``checkpoint`` (our format, a
+    ``.safetensors``), else its family's shipped file; None when it has neither."""
+    checkpoint = codec.params.get("checkpoint")
+    if isinstance(checkpoint, str):
+        ours = codec.params.get("format", "imgcomp") == "imgcomp"
+        return checkpoint if ours and checkpoint.endswith(".safetensors") else None
+    if codec.params.get("pretrained") is False:
+        return None
+    try:
+        quality = int(codec.params.get("quality", 0))
+        return os.fspath(family_of(codec.model).shipped(codec.name, quality))
+    except ImgcompError:
+        return None
+
+
+def _weights_objective_args(codec: LearnedCodec) -> dict[str, object]:
+    """The objective arguments the codec's weights were trained with (their metadata's config):
+    recovery fine-tunes under the loss that made them (HiFiC: its rate target and weights)."""
+    import json
+
+    from imgcomp.train import read_metadata
+
+    path = _weights_file(codec)
+    if path is None:
+        return {}
+    config = read_metadata(path).get("config")
+    return dict(json.loads(config).get("objective_args", {})) if config else {}
 
 
 def _training_lambda(codec: LearnedCodec) -> float:

@@ -59,9 +59,10 @@ class TrainFamily:
 
     ``normalize`` returns the complete arguments (defaults filled, ValueError / UnknownCodecError
     when bad), ``build`` the freshly initialised model, ``multiple`` the patch side's divisor and
-    ``defaults`` the family's training recipe (TrainConfig fields a config leaves unset) and
+    ``defaults`` the family's training recipe (TrainConfig fields a config leaves unset),
     ``finalize(model, metadata)`` what export does to a trained model before writing it (e.g.
-    fit the RNN's code model), returning metadata to add.
+    fit the RNN's code model), returning metadata to add, ``min_patch`` the smallest patch side
+    the model trains on and ``example`` the arguments of a tiny model (contract tests train it).
     """
 
     name: str
@@ -70,6 +71,8 @@ class TrainFamily:
     multiple: Callable[[Mapping[str, Any]], int]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     finalize: Callable[[nn.Module, Mapping[str, str]], dict[str, str]] | None = None
+    min_patch: int = 1
+    example: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: Training defaults of every family (a family's ``TrainFamily.defaults`` override them).
@@ -176,6 +179,8 @@ class TrainConfig:
             raise ValueError(
                 f"patch_size must be a multiple of {factor} for {self.family} {self.model}"
             )
+        if self.patch_size < family.min_patch:
+            raise ValueError(f"patch_size must be at least {family.min_patch} for {self.family}")
         for name in ("lr", "aux_lr"):
             _check_float(name, getattr(self, name), low=0.0, low_open=True)
         _check_float("clip_max_norm", self.clip_max_norm, low=0.0)

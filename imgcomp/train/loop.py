@@ -101,6 +101,11 @@ def train(config: TrainConfig) -> Path:
                     opts.aux.load_state_dict(state["aux_optimizer"])
                 elif state["aux_optimizer"]:
                     raise ValueError("the checkpoint has an aux optimizer, the model no aux params")
+                adversary = state.get("adversary_optimizer", {})
+                if opts.adversary is not None and adversary:
+                    opts.adversary.load_state_dict(adversary)
+                elif adversary:
+                    raise ValueError("the checkpoint has an adversary optimizer, the model none")
             except (RuntimeError, ValueError, KeyError) as exc:
                 raise CheckpointError(f"{ckpt_path}: state does not fit the model: {exc}") from None
             _truncate_log(out / LOG_NAME, start_step)
@@ -119,6 +124,9 @@ def train(config: TrainConfig) -> Path:
                 "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                 "optimizer": opts.main.state_dict(),
                 "aux_optimizer": opts.aux.state_dict() if opts.aux is not None else {},
+                "adversary_optimizer": (
+                    opts.adversary.state_dict() if opts.adversary is not None else {}
+                ),
             }
             write_checkpoint(ckpt_path, payload)
 
@@ -195,7 +203,8 @@ def _train_step(
     if x.is_cuda and config.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     torch.manual_seed(step_seed(config.seed, step, 1))  # the quantisation noise of this step
-    return objectives.train_step(model, opts, x, objective, config.clip_max_norm, amp=config.amp)
+    staged = objectives.scheduled(objective, step, config.steps)
+    return objectives.train_step(model, opts, x, staged, config.clip_max_norm, amp=config.amp)
 
 
 class _Logger:
@@ -217,9 +226,12 @@ class _Logger:
         if not self.stats:
             return None
         n = len(self.stats)
-        keys = list(self.stats[0])
-        rows = torch.stack([torch.stack([s[k] for k in keys]) for s in self.stats])
-        means = dict(zip(keys, rows.double().mean(0).tolist(), strict=True))  # one sync
+        keys = list(dict.fromkeys(k for s in self.stats for k in s))  # a stage may add some
+        zero = torch.zeros((), device=self.stats[0]["loss"].device)
+        rows = torch.stack([torch.stack([s.get(k, zero) for k in keys]) for s in self.stats])
+        counts = torch.tensor([[k in s for k in keys] for s in self.stats], dtype=torch.float64)
+        sums = rows.double().sum(0).cpu()  # one sync; a NaN anywhere stays a NaN
+        means = dict(zip(keys, (sums / counts.sum(0)).tolist(), strict=True))
         self.stats.clear()
         if not all(map(math.isfinite, means.values())):
             raise ImgcompError(

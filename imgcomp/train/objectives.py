@@ -31,6 +31,7 @@ __all__ = [
     "Objective",
     "Optimizers",
     "RateDistortion",
+    "adversary_parameters",
     "known_objectives",
     "make_objective",
     "make_optimizers",
@@ -38,6 +39,7 @@ __all__ = [
     "psnr_from_mse",
     "rd_forward",
     "rd_loss",
+    "scheduled",
     "split_parameters",
     "train_step",
 ]
@@ -173,29 +175,48 @@ def objective_args(objective: Objective) -> dict[str, Any]:
 
 
 def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """``(main, aux)`` parameters: the model's own split when it has one, else all are main."""
-    if hasattr(model, "main_parameters") and hasattr(model, "aux_parameters"):
-        return list(model.main_parameters()), list(model.aux_parameters())
-    return list(model.parameters()), []
+    """``(main, aux)`` parameters: the model's own split where it declares one
+    (``main_parameters``, ``aux_parameters``), else all are main."""
+    main = model.main_parameters() if hasattr(model, "main_parameters") else model.parameters()
+    aux = model.aux_parameters() if hasattr(model, "aux_parameters") else []
+    return list(main), list(aux)
+
+
+def adversary_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of the model's adversary (a GAN's discriminator), if it declares one."""
+    return list(model.adversary_parameters()) if hasattr(model, "adversary_parameters") else []
 
 
 @dataclass
 class Optimizers:
-    """The main optimiser (and the parameters it clips) and the auxiliary one, if any."""
+    """The main optimiser (and the parameters it clips), the auxiliary one and the adversary's
+    (a discriminator's), each only when the model has such parameters."""
 
     main: torch.optim.Optimizer
     main_params: list[nn.Parameter]
     aux: torch.optim.Optimizer | None = None
+    adversary: torch.optim.Optimizer | None = None
+    adversary_params: list[nn.Parameter] = dataclasses.field(default_factory=list)
 
 
 def make_optimizers(
     model: nn.Module, lr: float, aux_lr: float, fused: bool | None = None
 ) -> Optimizers:
-    """Adam over the main parameters, and over the auxiliary ones only when the model has some."""
+    """Adam over the main parameters, and over the auxiliary and adversary ones where the model
+    has some (the adversary at the main learning rate, as HiFiC's discriminator)."""
     main_params, aux_params = split_parameters(model)
+    adv_params = adversary_parameters(model)
     main = torch.optim.Adam(main_params, lr=lr, fused=fused)
     aux = torch.optim.Adam(aux_params, lr=aux_lr, fused=fused) if aux_params else None
-    return Optimizers(main, main_params, aux)
+    adv = torch.optim.Adam(adv_params, lr=lr, fused=fused) if adv_params else None
+    return Optimizers(main, main_params, aux, adv, adv_params)
+
+
+def scheduled(objective: Objective, step: int, steps: int) -> Objective:
+    """The objective in force at the 0-based ``step`` of ``steps``: its ``at(step, steps)`` for
+    staged objectives (HiFiC's warm-up, then GAN), else the objective itself."""
+    at = getattr(objective, "at", None)
+    return at(step, steps) if at is not None else objective
 
 
 def train_step(
@@ -207,10 +228,12 @@ def train_step(
     amp: bool = False,
 ) -> dict[str, Tensor]:
     """One optimiser step on the batch ``x``: main (gradients clipped to ``clip``; 0: not
-    clipped), then aux.
+    clipped), then aux, then the adversary's, when the objective has an ``adversary_loss``
+    (a discriminator trained on the same batch, on the detached reconstruction).
 
-    Returns ``{"loss", *metrics, "aux"}`` (``aux`` only with an auxiliary optimiser), detached
-    and on the device: no synchronisation here. The caller seeds the step's noise.
+    Returns ``{"loss", *metrics, "aux", "adversary"}`` (``aux`` only with an auxiliary
+    optimiser, ``adversary`` only with an adversary step), detached and on the device: no
+    synchronisation here. The caller seeds the step's noise.
     """
     opt = optimizers.main
     opt.zero_grad(set_to_none=True)
@@ -227,4 +250,13 @@ def train_step(
         aux.backward()
         optimizers.aux.step()
         stats["aux"] = aux.detach()
+    adversary_loss = getattr(objective, "adversary_loss", None)
+    if optimizers.adversary is not None and adversary_loss is not None:
+        optimizers.adversary.zero_grad(set_to_none=True)
+        d_loss = adversary_loss(model, x, out, amp=amp)
+        d_loss.backward()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(optimizers.adversary_params, clip)
+        optimizers.adversary.step()
+        stats["adversary"] = d_loss.detach()
     return stats

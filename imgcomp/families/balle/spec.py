@@ -70,6 +70,7 @@ BALLE_TRAINING = TrainFamily(
     normalize=balle_train_args,
     build=lambda a: build_model(a["arch"], a["N"], a["M"]),
     multiple=lambda a: ARCHITECTURES[a["arch"]].downsampling_factor,
+    example={"arch": "mbt2018-mean", "N": 8, "M": 12},
 )
 
 #: The Ballé family (registered by :mod:`imgcomp.families.balle`).

@@ -591,8 +591,10 @@ class HiFiC(nn.Module):
         generator_filters: Sequence[int] | None = None,
         residual_widths: Sequence[int] | None = None,
         hyper_widths: Mapping[str, Sequence[int]] | None = None,
+        discriminator_filters: Sequence[int] = DISCRIMINATOR_FILTERS,
     ) -> None:
         super().__init__()
+        self.discriminator_filters = _widths(discriminator_filters, 4, "discriminator filters")
         self.latent_channels = _positive(latent_channels, "latent_channels")
         self.n_residual_blocks = _positive(n_residual_blocks, "n_residual_blocks")
         self.hyperlatent_filters = _positive(hyperlatent_filters, "hyperlatent_filters")
@@ -621,7 +623,7 @@ class HiFiC(nn.Module):
         )
         self.Hyperprior = Hyperprior(c, n, widths=self.hyper_widths)
         if self.has_discriminator:
-            self.Discriminator = Discriminator(c)
+            self.Discriminator = Discriminator(c, filters=self.discriminator_filters)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -642,7 +644,18 @@ class HiFiC(nn.Module):
         n = self.hyperlatent_filters
         if any(w != (n, n) for w in self.hyper_widths.values()):
             config["hyper_widths"] = {k: list(w) for k, w in self.hyper_widths.items()}
+        if self.has_discriminator and self.discriminator_filters != DISCRIMINATOR_FILTERS:
+            config["discriminator_filters"] = list(self.discriminator_filters)
         return config
+
+    def main_parameters(self) -> list[nn.Parameter]:
+        """What the compression loss trains: every parameter but the discriminator's (the
+        hyper-latent density included: it trains on the same loss, as in the original)."""
+        return [p for n, p in self.named_parameters() if not n.startswith("Discriminator.")]
+
+    def adversary_parameters(self) -> list[nn.Parameter]:
+        """The discriminator's parameters (trained on its own loss), empty without one."""
+        return list(self.Discriminator.parameters()) if self.has_discriminator else []
 
     @property
     def components(self) -> dict[str, list[nn.Module]]:

@@ -13,36 +13,52 @@ sub-pixel convolutions (fbgemm's fast int8 kernels), ChannelNorm's statistics in
 a dequantize and a quantize (``int8_float_modules``; FX alone quantized its variance to 8
 bits); decode 0.34-0.35x of float32 at the original width on a 256x384
 crop (2-core AVX512-VNNI host, one thread; seeded random weights: no trained HiFiC yet to give
-its SSIM drop). Training (the GAN objective) is future work:
-``training=None``, so ``imgcomp train`` does not offer the family and codecs are built from
-seeded random weights or the original ``train.py`` checkpoints.
+its SSIM drop). Training (``imgcomp train --family hific``): the ``hific-gan`` objective
+(:mod:`imgcomp.families.hific.objective`: rate-distortion warm-up, then the conditional GAN) on
+the original's recipe (256x256 crops in batches of 8, Adam at 1e-4, x0.1 halfway); export drops
+the discriminator.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
 
 from imgcomp.errors import ImgcompError
 from imgcomp.families.hific.build import build_hific
 from imgcomp.families.hific.latent import hific_coding_pass, hific_latent
-from imgcomp.families.hific.model import HiFiC
+from imgcomp.families.hific.model import (
+    DISCRIMINATOR_FILTERS,
+    ENCODER_FILTERS,
+    HYPERLATENT_FILTERS,
+    LATENT_CHANNELS,
+    RESIDUAL_BLOCKS,
+    HiFiC,
+)
+from imgcomp.families.hific.objective import HiFiCGAN
 from imgcomp.families.hific.structured import hific_after_resize, hific_channel_groups
 from imgcomp.families.spec import Component, FamilySpec, Padding
 from imgcomp.families.weights import WEIGHTS_DIR
 from imgcomp.nn.channel_norm import ChannelNorm2D
+from imgcomp.train.config import TrainFamily
 
 __all__ = [
     "HIFIC",
     "HIFIC_OBJECTIVE",
+    "HIFIC_TRAINING",
     "build_hific",
     "hific_padding",
     "hific_shipped",
+    "hific_train_args",
 ]
 
-#: The family's objective, by name (rate + MSE + LPIPS + conditional GAN: not implemented yet).
-HIFIC_OBJECTIVE = "hific-gan"
+#: The family's objective, by name (rate + MSE + SSIM + conditional GAN).
+HIFIC_OBJECTIVE = HiFiCGAN.name
 
 _PROBABILITY = ("Hyperprior.analysis_net", "Hyperprior.synthesis_mu", "Hyperprior.synthesis_std")
 
@@ -63,6 +79,105 @@ def hific_shipped(name: str, quality: int = 0) -> Path:
             "pretrained=False for seeded random weights (timing only)"
         )
     return path
+
+
+#: Training-model arguments: the constructor's names, and shorthands for them.
+_ALIASES = {
+    "channels": "latent_channels",
+    "blocks": "n_residual_blocks",
+    "hyper_channels": "hyperlatent_filters",
+}
+_CANONICAL = (
+    "latent_channels",
+    "n_residual_blocks",
+    "hyperlatent_filters",
+    "filters",
+    "discriminator",
+    "discriminator_filters",
+)
+
+
+def _scaled(base: tuple[int, ...], width: object, what: str) -> list[int]:
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"{what} must be a positive number, got {width!r}")
+    return [max(1, round(f * width)) for f in base]
+
+
+def hific_train_args(args: Mapping[str, Any]) -> dict[str, Any]:
+    """Complete training-model arguments (the constructor's names) from the given ones:
+    ``channels`` / ``blocks`` / ``hyper_channels`` shorthands, ``width`` (x the original
+    encoder / generator filters) and ``discriminator_width`` (x its filters) allowed."""
+    args = dict(args)
+    for short, full in _ALIASES.items():
+        if short in args:
+            if full in args:
+                raise ValueError(f"give {short} or {full}, not both")
+            args[full] = args.pop(short)
+    known = {*_CANONICAL, "width", "discriminator_width"}
+    unknown = sorted(set(args) - known, key=str)
+    if unknown:
+        raise ValueError(f"unknown hific model arguments: {', '.join(map(str, unknown))}")
+    for given, derived in (("width", "filters"), ("discriminator_width", "discriminator_filters")):
+        if given in args and derived in args:
+            raise ValueError(f"give {given} or {derived}, not both")
+    filters = args.get("filters", _scaled(ENCODER_FILTERS, args.get("width", 1.0), "width"))
+    disc = args.get(
+        "discriminator_filters",
+        _scaled(DISCRIMINATOR_FILTERS, args.get("discriminator_width", 1.0), "discriminator_width"),
+    )
+    out = {
+        "latent_channels": args.get("latent_channels", LATENT_CHANNELS),
+        "n_residual_blocks": args.get("n_residual_blocks", RESIDUAL_BLOCKS),
+        "hyperlatent_filters": args.get("hyperlatent_filters", HYPERLATENT_FILTERS),
+        "filters": [int(f) for f in filters] if isinstance(filters, (list, tuple)) else filters,
+        "discriminator": args.get("discriminator", True),
+        "discriminator_filters": list(disc) if isinstance(disc, (list, tuple)) else disc,
+    }
+    if not isinstance(out["discriminator"], bool):
+        raise ValueError(f"discriminator must be true or false, got {out['discriminator']!r}")
+    with torch.device("meta"):  # checks them (ValueError); nothing allocated
+        HiFiC(**out)
+    return out
+
+
+def hific_finalize(model: nn.Module, metadata: Mapping[str, str]) -> dict[str, str]:
+    """Export step: drop the discriminator (it neither encodes nor decodes); the exported
+    config says so, so the weights rebuild without it."""
+    if not getattr(model, "has_discriminator", False):
+        return {}
+    del model.Discriminator
+    model.has_discriminator = False
+    config = json.loads(metadata["config"])
+    config["model"]["discriminator"] = False
+    return {"config": json.dumps(config, sort_keys=True), "discriminator": "False"}
+
+
+#: The original recipe (``default_config.py`` of Justin Tan's code), as TrainConfig defaults.
+HIFIC_TRAINING = TrainFamily(
+    name="hific",
+    normalize=hific_train_args,
+    build=lambda args: HiFiC(**args),
+    multiple=lambda a: 64,  # x to 16, the latents to 4 more: no padding in training
+    min_patch=128,  # the hyper transforms' reflect padding needs latents of at least 8 a side
+    defaults={
+        "batch_size": 8,
+        "patch_size": 256,
+        "lr": 1e-4,
+        "lr_milestones": [0.5],
+        "lr_gamma": 0.1,
+        "lr_drop_fraction": 0.0,
+        "lr_drop_factor": 1.0,
+        "clip_max_norm": 0.0,
+    },
+    finalize=hific_finalize,
+    example={
+        "width": 0.05,
+        "channels": 8,
+        "hyper_channels": 8,
+        "blocks": 1,
+        "discriminator_width": 0.0625,
+    },
+)
 
 
 def _hific_codec() -> type:
@@ -89,7 +204,8 @@ HIFIC = FamilySpec(
     quant_units={"encoder": ("Encoder",), "generator": ("Generator",), "probability": _PROBABILITY},
     int8_units=("Encoder", "Generator", *_PROBABILITY),
     int8_float_modules=(ChannelNorm2D,),
-    training=None,
+    training=HIFIC_TRAINING,
+    objectives={HiFiCGAN.name: HiFiCGAN},
     coding_pass=hific_coding_pass,
     study_components=("encoder", "generator", "probability"),
     channel_groups=hific_channel_groups,

@@ -112,6 +112,7 @@ RNN_TRAINING = TrainFamily(
         "clip_max_norm": 0.0,
     },
     finalize=finalize_export,
+    example={"width": 0.125},
 )
 
 #: The RNN family (registered by :mod:`imgcomp.families.rnn`).
