@@ -17,12 +17,15 @@ from imgcomp.registry import create_codec
 __all__ = [
     "BASELINE_TRAIN_DATA",
     "DEFAULT_BASE",
+    "HIFIC_CODEC",
     "MATRICES",
     "RNN_CODEC",
     "RNN_ITERATIONS",
     "Case",
     "codec_case",
+    "hific_cases",
     "learned_cases",
+    "require_shipped",
     "rnn_cases",
 ]
 
@@ -38,6 +41,9 @@ MATRICES = ("default", "study", "full")
 #: (3 iterations: 0.375 bpp before entropy coding).
 RNN_CODEC = "toderici2017"
 RNN_ITERATIONS = 3
+#: HiFiC (Mentzer et al. 2020), the study's Table 2: one model ships
+#: (``imgcomp/weights/hific.safetensors``), so its case id is the codec's name alone.
+HIFIC_CODEC = "hific"
 
 
 @dataclass(frozen=True)
@@ -97,8 +103,37 @@ def codec_case(name: str, setting: str, quick: bool = False, **params: object) -
     )
 
 
+def require_shipped(name: str) -> None:
+    """Skip the calling test (``pytest.skip``, with the reason) when registered codec ``name``
+    has no shipped weights: its family's ``shipped`` lookup says which file is missing. Called
+    by a case's factory, so the matrix lists the case (ids, plans, ``--case``) whether or not
+    the weights are there, and only building it skips."""
+    import pytest
+
+    from imgcomp.errors import ImgcompError
+    from imgcomp.registry import codec_family, get_family
+
+    try:
+        get_family(codec_family(name)).shipped(name, 0)
+    except ImgcompError as exc:
+        pytest.skip(f"{name}'s cases need its shipped weights: {exc}")
+
+
+def hific_cases(quick: bool = False) -> list[Case]:
+    """HiFiC on its shipped weights (``imgcomp/weights/hific.safetensors``): ``hific``, the
+    codec's name alone (one model ships; :func:`imgcomp.study.case_family` reads it as family
+    hific). Building it skips the test (:func:`require_shipped`) while the weights are absent;
+    :func:`bench.matrix.matrix_op_cases` gives its Table 2 / structured cases."""
+
+    def factory(device: str, train_data: str) -> Codec:
+        require_shipped(HIFIC_CODEC)
+        return create_codec(HIFIC_CODEC, device=device)
+
+    return [Case(id=HIFIC_CODEC, family=HIFIC_CODEC, factory=factory, quick=quick)]
+
+
 def rnn_cases(iterations: tuple[int, ...] = (RNN_ITERATIONS,), quick: bool = False) -> list[Case]:
     """The Toderici RNN on its shipped weights (``imgcomp/weights/toderici2017.safetensors``) at
-    each iteration count: ``toderici2017-i3``. Not in the matrix yet (no shipped weights and
-    baselines); :func:`bench.matrix.study_op_cases` gives a base's Table 1 / extended cases."""
+    each iteration count: ``toderici2017-i3`` (in the study and full matrices);
+    :func:`bench.matrix.study_op_cases` gives a base's Table 1 / extended cases."""
     return [codec_case(RNN_CODEC, f"i{n}", quick=quick, iterations=n) for n in iterations]

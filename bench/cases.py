@@ -7,8 +7,9 @@ Baselines, pytest ids, benchmark names and report rows all use it.
 
 Three matrices (``--matrix``): ``default`` (a first run: the classic codecs at the study's rate,
 the study's model and its key ops), ``study`` (every classic and shipped learned case, the
-study's whole pruning grid and every quantization on the study's model) and ``full`` (every
-learned case crossed with every op).
+study's whole pruning grid and every quantization on the study's model, and the other families'
+study grids: the Toderici RNN's Table 1, HiFiC's Table 2 crossed with every quantization) and
+``full`` (every learned case crossed with every op).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from bench.case import (
     DEFAULT_BASE,
     MATRICES,
     Case,
+    hific_cases,
     learned_cases,
     rnn_cases,
 )
@@ -66,11 +68,12 @@ def classic_cases() -> list[Case]:
 
 def matrix_learned_cases(matrix: str = "default") -> list[Case]:
     """The plain learned cases of ``matrix`` (default: only the study's model; study and full
-    add the Toderici RNN at the study's 3 iterations)."""
+    add the Toderici RNN at the study's 3 iterations and the shipped HiFiC, both quick; HiFiC's
+    cases skip while its weights are not shipped, :func:`bench.case.require_shipped`)."""
     learned = learned_cases()
     if matrix == "default":
         return [c for c in learned if c.default]
-    return learned + rnn_cases(quick=True)
+    return learned + rnn_cases(quick=True) + hific_cases(quick=True)
 
 
 def all_cases(matrix: str = "default") -> list[Case]:

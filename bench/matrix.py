@@ -6,7 +6,11 @@ study's model): L1 pruning of every component at 0.3, structured pruning at 0.3,
 structured + int8. ``--matrix study`` crosses that model with the study's encoder/decoder/entropy
 ratio grid {0, 0.3}^3, structured pruning at 0.3, global L1 pruning at 0.5 and every
 quantization mode; ``--matrix full`` crosses every learned case with every pruning and every
-quantization setting. Ops that learn from images (int8 calibration, structured recovery) use the
+quantization setting. The other families' bases join the study and full matrices with their
+own grids (:func:`matrix_grid`): the Toderici RNN's study extended (Table 1, structured, bf16,
+int8, structured + int8), HiFiC's Table 2 grid {0, 0.3}^3 over encoder / generator /
+probability model crossed with every quantization, plus structured generator pruning at 0.3
+(alone and with int8). Ops that learn from images (int8 calibration, structured recovery) use the
 training data the case is built with (``--train-data``; the baselines' is the bundled set).
 """
 
@@ -20,7 +24,7 @@ from bench.case import DEFAULT_BASE, Case, learned_cases
 from imgcomp import study
 from imgcomp.codecs.base import Codec
 from imgcomp.ops.config import quant_config
-from imgcomp.study import StudyConfig, case_family, get_grid
+from imgcomp.study import StudyConfig, case_family, get_grid, structured_config
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,12 @@ L1_ALL = STUDY_GRID[-1]
 STRUCTURED = _prune(study.STRUCTURED_CONFIG)
 GLOBAL = _prune(StudyConfig(0.5, 0.5, 0.5, scope="global"))
 PRUNINGS = [*STUDY_GRID, STRUCTURED, GLOBAL]
-QUANTIZATIONS = [_quant(mode) for mode in ("bf16", "int8", "w8", "w4")]
+QUANT_MODES = ("bf16", "int8", "w8", "w4")
+QUANTIZATIONS = [_quant(mode) for mode in QUANT_MODES]
+#: Model families whose matrix crosses their study grid with every quantization (HiFiC: the
+#: issue's "Table 2 grid {0, 0.3}^3 x the quantization modes, plus structured 0.3"); the others
+#: take their study's extended grid (:func:`matrix_grid`).
+CROSSED_FAMILIES = ("hific",)
 
 
 def default_base() -> Case:
@@ -68,7 +77,12 @@ def default_base() -> Case:
 #: Ops CI runs on every push (with the base they apply to).
 QUICK = {"enc0.3,dec0.3,ent0.3:structured/quant=none", "none/quant=int8", "none/quant=bf16"}
 #: The same for the other families' bases (by base id).
-OTHER_QUICK = {"toderici2017-i3": {"enc0.3,bin0,dec0.3:structured/quant=none"}}
+#: HiFiC: the base (quick itself, :func:`bench.cases.matrix_learned_cases`) and int8 only; CI
+#: has 2 cores and 30 minutes, and HiFiC's structured recovery fine-tunes the whole model.
+OTHER_QUICK = {
+    "toderici2017-i3": {"enc0.3,bin0,dec0.3:structured/quant=none"},
+    "hific": {"none/quant=int8"},
+}
 
 
 #: Pruned codecs by (base case, pruning tag, device, training data), shared by the cases that
@@ -110,8 +124,8 @@ def op_cases(bases: list[Case], matrix: str = "default") -> list[Case]:
     """The op cases of ``matrix`` (default, study or full) over the learned ``bases``."""
     quant = {spec.tag: spec for spec in QUANTIZATIONS}
     others = [b for b in bases if case_family(b.id) not in (None, "balle")]
-    # other families' bases (the RNN's): their study's extended grid, in every matrix but default
-    extra = [c for b in others for c in study_op_cases(b, "extended")]
+    # other families' bases (the RNN's, HiFiC's): their matrix grid, in every matrix but default
+    extra = [c for b in others for c in matrix_op_cases(b)]
     if matrix == "full":
         combos = [(p, q) for p in [None, *PRUNINGS] for q in [None, *QUANTIZATIONS]]
         balle = [b for b in bases if b not in others]
@@ -134,13 +148,48 @@ def study_op_cases(base: Case, grid: str = "extended") -> list[Case]:
     RNN's Table 1, ``.../prune=enc0.3,bin0,dec0.3:l1/quant=none``, plus structured, bf16 and
     int8 with ``extended``). Adding a family's study to the matrix is one line, e.g.
     ``cases += rnn_cases() + study_op_cases(rnn_cases()[0])``."""
+    return config_cases(base, get_grid(grid, family=_base_family(base)))
+
+
+def _base_family(base: Case) -> str:
     family = case_family(base.id)
     if family is None:
         raise ValueError(f"{base.id!r} names no learned codec: the study needs a model family")
+    return family
+
+
+def config_cases(base: Case, configs: list[StudyConfig]) -> list[Case]:
+    """The op cases of study ``configs`` over ``base`` (the unmodified configuration left out:
+    it is the base case itself)."""
     cases = []
-    for config in get_grid(grid, family=family):
+    for config in configs:
         if not (config.pruned or config.quant):
             continue  # the unmodified model is the base case itself
         prune = _prune(replace(config, quant=None)) if config.pruned else None
         cases.append(op_case(base, prune, _family_quant(config) if config.quant else None))
     return cases
+
+
+def matrix_grid(family: str) -> list[StudyConfig]:
+    """The configurations a non-Ballé ``family``'s base runs in the study and full matrices.
+
+    Families of :data:`CROSSED_FAMILIES` (HiFiC): every configuration of the study's grid
+    (Table 2: {0, 0.3}^3, L1 per layer) with no quantization and with each of
+    :data:`QUANT_MODES`, configuration by configuration, then the study's structured
+    configuration (:func:`imgcomp.study.structured_config`; HiFiC: the generator at 0.3 with
+    recovery) alone and with int8. The others: the study's extended grid."""
+    if family not in CROSSED_FAMILIES:
+        return get_grid("extended", family=family)
+    structured = structured_config(family)
+    crossed = [
+        replace(config, quant=mode)
+        for config in get_grid("study", family=family)
+        for mode in (None, *QUANT_MODES)
+    ]
+    return [*crossed, structured, replace(structured, quant="int8")]
+
+
+def matrix_op_cases(base: Case) -> list[Case]:
+    """The op cases a non-Ballé base (``toderici2017-i3``, ``hific``) runs in the study and full
+    matrices: those of its family's :func:`matrix_grid`."""
+    return config_cases(base, matrix_grid(_base_family(base)))

@@ -415,6 +415,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             lr=args.lr,
             aux_lr=args.aux_lr,
             seed=args.seed,
+            warm_start=args.warm_start,
             data=args.data or default_training_spec(),
             out=args.out,
             device=args.device,
@@ -577,6 +578,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--aux-lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--warm-start",
+        default=None,
+        metavar="WEIGHTS",
+        help="start a new run from these weights (an export or a checkpoint; fresh optimisers)",
+    )
     p.add_argument(
         "--amp", action="store_true", help="bf16 autocast for the transforms (CUDA, AMX CPUs)"
     )

@@ -42,7 +42,8 @@ def test_default_matrix_is_a_first_run_and_study_full_grow() -> None:
     assert "mbt2018-mean-q3/prune=none/quant=int8" in default
     assert not any(c.startswith("mbt2018-mean-q5") for c in default)
     assert set(default) < set(study) < set(full)
-    assert len(full) == 259 + 8  # the Ballé crossings, then the RNN's extended grid
+    # the Ballé crossings, then the RNN's extended grid, then HiFiC's Table 2 x quantizations
+    assert len(full) == 259 + 8 + 42
     with pytest.raises(ValueError, match="default, study, full"):
         all_cases("everything")
 
@@ -157,3 +158,75 @@ def test_rnn_study_cases_join_the_study_and_full_matrices() -> None:
         mp.undo()
     assert tr.lines[1].startswith("toderici2017-i3 (2 images")
     assert tr.lines[2].split()[:4] == ["enc", "dec", "method", "quant"] and len(tr.lines) == 3 + 5
+
+
+def test_hific_cases_join_the_study_and_full_matrices(tmp_path: Path, monkeypatch) -> None:
+    """HiFiC's Table 2 grid {0, 0.3}^3 crossed with every quantization, plus structured generator
+    pruning at 0.3 (alone and with int8): ids the study reads back, in the study and full
+    matrices (not the default); CI's quick selection takes the base and int8 only. Ids only:
+    passes with or without the shipped weights."""
+    import imgcomp.families.hific.spec as hific_spec
+    from bench.case import hific_cases
+    from bench.matrix import OTHER_QUICK, matrix_grid, matrix_op_cases
+    from imgcomp.study import get_grid, parse_case_id, structured_config
+
+    (base,) = hific_cases()
+    assert base.id == "hific" and parse_case_id(base.id)[1].family == "hific"
+    ops = matrix_op_cases(base)
+    ids = [c.id for c in ops]
+    ratios = [f"enc{e},gen{g},pro{p}:l1" for e in (0, 0.3) for g in (0, 0.3) for p in (0, 0.3)]
+    quants = ("none", "bf16", "int8", "w8", "w4")
+    table2 = [f"hific/prune={r}/quant={q}" for r in ["none", *ratios[1:]] for q in quants]
+    structured = "hific/prune=enc0,gen0.3,pro0:structured"
+    assert ids == [*table2[1:], f"{structured}/quant=none", f"{structured}/quant=int8"]
+    assert len(ids) == len(set(ids)) == 8 * 5 - 1 + 2
+    assert structured_config("hific") in matrix_grid("hific")
+    assert {c.label for c in get_grid("extended", family="hific")} <= {
+        c.label for c in matrix_grid("hific")
+    }
+    for case in ops:
+        family, config = parse_case_id(case.id)
+        assert family == base.id and config.family == "hific"
+        assert case.id == f"{family}/{config.label}" and case.family == base.id
+    # the study and full matrices carry exactly the base and those; default none
+    for matrix in ("study", "full"):
+        cases = [c for c in all_cases(matrix) if c.id.split("/")[0] == "hific"]
+        assert [c.id for c in cases] == [base.id, *ids], matrix
+        assert [c.id for c in cases if c.quick] == ["hific", "hific/prune=none/quant=int8"]
+    assert OTHER_QUICK["hific"] == {"none/quant=int8"}
+    assert not any(c.id.startswith("hific") for c in all_cases("default"))
+    # without shipped weights, building a case skips its test with the reason
+    monkeypatch.setattr(hific_spec, "WEIGHTS_DIR", tmp_path)
+    for case in (base, ops[0]):
+        with pytest.raises(pytest.skip.Exception, match="hific's cases need its shipped weights"):
+            case.build()
+
+
+def test_hific_study_table_from_bench_summaries(monkeypatch) -> None:
+    """The bench's study section prints HiFiC's op cases as its Table 2: encoder, generator and
+    probability-model ratios."""
+    from bench import conftest as bench_conftest
+    from bench.case import hific_cases
+    from bench.matrix import matrix_op_cases
+
+    (base,) = hific_cases()
+    ids = [base.id, *(c.id for c in matrix_op_cases(base)[:5])]
+    means = {"bpp": 0.3, "bytes": 100.5, "psnr": 30.0, "ssim": 0.6, "ms_ssim": 0.9}
+    fake = {c: {"case": c, "images": 2, **means, "encode_s": 0.5, "decode_s": 0.25} for c in ids}
+
+    class Reporter:
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def section(self, title: str) -> None:
+            self.lines.append(f"== {title}")
+
+        def write_line(self, line: str) -> None:
+            self.lines.extend(line.splitlines())
+
+    tr = Reporter()
+    monkeypatch.setattr(bench_conftest, "_SUMMARY", fake)
+    bench_conftest._write_study_tables(tr)
+    assert tr.lines[1].startswith("hific (2 images")
+    assert tr.lines[2].split()[:5] == ["enc", "gen", "pro", "method", "quant"]
+    assert len(tr.lines) == 3 + 1 + len(ids)

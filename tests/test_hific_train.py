@@ -252,3 +252,28 @@ def test_recovery_uses_the_objective_the_weights_were_trained_with(
     assert seen["target_rate"] == 0.2 and seen["k_P"] == 3.0
     img = np.asarray(np.random.default_rng(1).integers(0, 256, (80, 80, 3)), dtype=np.uint8)
     assert np.array_equal(pruned.decode(pruned.encode(img)), pruned.reconstruct(img))
+
+
+def test_warm_start_continues_from_exported_weights(data_dir: Path, tmp_path: Path) -> None:
+    from imgcomp.errors import CheckpointError
+    from imgcomp.train.loop import warm_start
+
+    train(_config(data_dir, tmp_path / "first", steps=2, objective_args={"gan_start": 0.0}))
+    path = export_weights(tmp_path / "first", tmp_path / "w.safetensors")  # no discriminator
+    exported = load_weights(path).state_dict()
+    torch.manual_seed(0)
+    model = TrainConfig(family="hific", model=TINY_MODEL).build_model()
+    fresh_disc = {k: v.clone() for k, v in model.Discriminator.state_dict().items()}
+    warm_start(model, path)
+    for key, value in exported.items():
+        assert torch.equal(model.state_dict()[key], value), key
+    for key, value in model.Discriminator.state_dict().items():
+        assert torch.equal(value, fresh_disc[key]), key  # the discriminator starts fresh
+    run = tmp_path / "second"
+    state = read_checkpoint(train(_config(data_dir, run, steps=1, warm_start=str(path))))
+    assert state["config"].warm_start == str(path) and state["step"] == 1
+    other = TrainConfig(family="hific", model={**TINY_MODEL, "channels": 12}).build_model()
+    with pytest.raises(CheckpointError, match="do not fit"):
+        warm_start(other, path)
+    with pytest.raises(CheckpointError):
+        warm_start(model, data_dir / "astronaut.png")

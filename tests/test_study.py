@@ -610,3 +610,74 @@ def test_cli_study_rnn(tmp_path: Path, capsys) -> None:
         c.label for c in get_grid("study", family="rnn")
     ]
     assert all(r["avg_bytes"] > 0 and 0 < r["ssim"] <= 1 for r in payload["rows"])
+
+
+# -- HiFiC: the study's Table 2 (encoder / generator / probability model) ----------------------
+HIFIC_TINY = {"pretrained": False, "channels": 8, "blocks": 1, "hyper_channels": 8, "width": 0.05}
+HIFIC_HEADERS = [
+    "Encoder pruning ratio",
+    "Generator pruning ratio",
+    "Probability model pruning ratio",
+    "Total inference time (hh:mm:ss)",
+    "SSIM",
+    "Avg. compressed image size (B)",
+]
+
+
+def test_hific_grids() -> None:
+    grid = get_grid("study", family="hific")
+    assert len(grid) == 8 and grid[0] == StudyConfig(family="hific")
+    assert {(c.ratio("encoder"), c.ratio("generator"), c.ratio("probability")) for c in grid} == {
+        (e, g, p) for e in (0, 0.3) for g in (0, 0.3) for p in (0, 0.3)
+    }
+    assert grid[-1].label == "prune=enc0.3,gen0.3,pro0.3:l1/quant=none"
+    extended = get_grid("extended", family="hific")
+    assert extended[:8] == grid and [c.label for c in extended[8:]] == [
+        "prune=enc0,gen0.3,pro0:structured/quant=none",
+        "prune=none/quant=bf16",
+        "prune=none/quant=int8",
+        "prune=enc0,gen0.3,pro0:structured/quant=int8",
+    ]
+    # the target's structured configuration: the generator alone, with recovery
+    slim = extended[8]
+    assert slim.ratio_map == {"encoder": 0.0, "generator": 0.3, "probability": 0.0}
+    assert (slim.importance, slim.recover_steps, slim.round_to) == ("l1", 300, 4)
+    assert extended[10].quant_op.record() == "quantize:int8:encoder+generator+probability"
+    for config in extended:
+        assert config_from_tags(config.prune_tag, config.quant, family="hific") == config
+        base, back = parse_case_id(f"hific/{config.label}")
+        assert base == "hific" and back.family == "hific" and back.label == config.label
+    assert parse_case_id("hific") == ("hific", StudyConfig(family="hific"))
+
+
+def test_hific_table_has_table2_columns() -> None:
+    rows = [row_from_summary(c, _SUMMARY) for c in get_grid("extended", family="hific")]
+    tsv = format_study_table(rows, style="tsv", columns="study").splitlines()
+    assert tsv[0].split("\t") == HIFIC_HEADERS and len(tsv) == 1 + 12
+    md = format_study_table(rows, style="markdown", columns="study").splitlines()
+    assert md[0] == "| " + " | ".join(HIFIC_HEADERS) + " |"
+    full = format_study_table(rows, style="tsv").splitlines()
+    assert [h for h in full[0].split("\t") if h in HIFIC_HEADERS] == HIFIC_HEADERS
+    assert full[9].split("\t")[:5] == ["0", "0.3", "0", "structured", "-"]
+    assert full[11].split("\t")[:5] == ["0", "0", "0", "-", "int8"]
+    assert format_study_table(rows).splitlines()[0].split()[:5] == [
+        "enc",
+        "gen",
+        "pro",
+        "method",
+        "quant",
+    ]
+
+
+def test_cli_study_hific(tmp_path: Path, capsys) -> None:
+    for name, img in _images():
+        save_png(img, tmp_path / f"{name}.png")
+    args = ["study", "--codec", "hific", "--dataset", f"folder:{tmp_path}", "--images", "1"]
+    for key, value in HIFIC_TINY.items():
+        args += ["-p", f"{key}={json.dumps(value)}"]
+    args += ["--repeats", "1", "--threads", "1", "--quiet", "--format", "tsv"]
+    assert main([*args, "--columns", "study"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "grid study" in lines[0] and lines[1].split("\t") == HIFIC_HEADERS
+    assert len(lines) == 1 + 1 + 8
+    assert [line.split("\t")[:3] for line in lines[2:4]] == [["0", "0", "0"], ["0", "0", "0.3"]]

@@ -125,6 +125,9 @@ class TrainConfig:
     ``lr_drop_factor`` for the last ``lr_drop_fraction`` of ``steps``; ``clip_max_norm`` 0 turns
     gradient clipping off.
     ``max_seconds`` is a wall-clock budget for one ``train()`` call (checkpoint, then stop).
+    ``warm_start`` names weights (an export or a training checkpoint) a new run starts from, with
+    fresh optimisers (the original HiFiC's ``warmstart``; also how a run continues in a session
+    that lacks its run directory); an adversary absent from them starts fresh.
     ``channels_last`` and ``amp`` (bf16 autocast, rate terms kept in float32) apply on CUDA.
     """
 
@@ -143,6 +146,7 @@ class TrainConfig:
     lr_gamma: float | None = None
     clip_max_norm: float | None = None
     seed: int = 0
+    warm_start: str | None = None
     data: str = field(default_factory=default_training_spec)
     out: str = "runs/train"
     device: str = "cpu"
@@ -202,6 +206,11 @@ class TrainConfig:
         for name in ("amp", "channels_last", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.warm_start is not None:
+            if isinstance(self.warm_start, os.PathLike):
+                self.warm_start = os.fspath(self.warm_start)
+            if not isinstance(self.warm_start, str) or not self.warm_start:
+                raise ValueError(f"warm_start must be a path, got {self.warm_start!r}")
         for name in ("data", "out", "device"):
             value = getattr(self, name)
             if isinstance(value, os.PathLike):

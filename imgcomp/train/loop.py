@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -32,7 +33,7 @@ from imgcomp.train.config import TrainConfig, resume_mismatches
 from imgcomp.train.data import PatchSampler, step_seed
 from imgcomp.trainsets import load_training_set
 
-__all__ = ["LOG_NAME", "resolve_device", "train"]
+__all__ = ["LOG_NAME", "resolve_device", "train", "warm_start"]
 
 LOG_NAME = "log.jsonl"
 
@@ -91,6 +92,8 @@ def train(config: TrainConfig) -> Path:
         model.to(device)
         if cuda and config.channels_last:
             model.to(memory_format=torch.channels_last)
+        if state is None and config.warm_start is not None:
+            warm_start(model, config.warm_start)
         objective = config.make_objective()
         opts = objectives.make_optimizers(model, config.lr, config.aux_lr, fused=cuda or None)
         if state is not None:
@@ -165,6 +168,41 @@ def train(config: TrainConfig) -> Path:
         finally:
             bar.close()
     return ckpt_path
+
+
+def warm_start(model: torch.nn.Module, path: str | os.PathLike[str]) -> None:
+    """Load ``path``'s weights (an exported ``.safetensors`` or a training checkpoint) into
+    ``model``: every tensor must fit; only the model's adversary (a discriminator, which exports
+    drop) may be missing, and keeps its fresh initialisation."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    where = os.fspath(path)
+    if Path(where).suffix == ".safetensors":
+        try:
+            weights = load_file(where)
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"cannot read warm-start weights {where!r}: {exc}") from None
+    else:
+        weights = read_checkpoint(where)["model"]
+    own = model.state_dict()
+    adversary = {id(p) for p in objectives.adversary_parameters(model)}
+    prefixes = tuple(
+        name.rsplit(".", 1)[0] + "." for name, p in model.named_parameters() if id(p) in adversary
+    )
+    missing = [
+        k for k in own if k not in weights and not (prefixes and k.startswith(prefixes))
+    ]
+    unexpected = [k for k in weights if k not in own]
+    wrong = [k for k in weights if k in own and weights[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(
+            f"warm-start weights {where!r} do not fit the model: missing {missing[:4]}, "
+            f"unexpected {unexpected[:4]}, other shapes {wrong[:4]}"
+        )
+    with torch.no_grad():
+        for key, value in weights.items():
+            own[key].copy_(value.to(own[key].dtype))
 
 
 def _check_resume(state: dict[str, Any], config: TrainConfig, fingerprint: str, n: int) -> None:

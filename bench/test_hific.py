@@ -1,0 +1,128 @@
+"""HiFiC's targets (the study's Table 2 model), measured side by side on the bench images.
+
+Against the shipped model (``hific``, ``imgcomp/weights/hific.safetensors``, float32):
+
+==============================  ========================  ================
+op                              decode latency            SSIM drop
+==============================  ========================  ================
+structured generator 0.3        <= 0.70x                  <= 0.02
+int8                            <= 0.60x (int8 engine)    <= 0.01
+bf16                            <= 0.60x (native bf16)    <= 0.005
+==============================  ========================  ================
+
+Structured is the study's HiFiC configuration (:func:`imgcomp.study.structured_config`, the
+``structured`` case of the matrix: the generator alone at 0.3, channels ranked by L1 norm,
+widths rounded to 4, 300 recovery steps); int8 and bf16 quantize every component (encoder,
+generator, probability model). The issue sets the structured and int8 targets; bf16's are the
+RNN's (none is stated for HiFiC). bf16 and int8 gate only where the hardware delivers them
+(:func:`imgcomp.hardware.speedup_gate`); structured always. The ratios are timed on one thread,
+as the family's int8 decode ratio was measured and as the bf16 gate measures its kernels.
+
+The targets gate a run timed on at least :data:`bench.test_speedups.FULL_GATE_IMAGES` Kodak
+images; fewer or other images gate at target + :data:`bench.test_speedups.PARTIAL_RUN_SLACK`.
+SSIM drops are defined over all 24 Kodak images; fewer gate at target +
+:data:`PARTIAL_SSIM_SLACK`. Nothing here is in CI's quick selection (``pytestmark``: study; run
+with ``--matrix study``). While the weights are not shipped every test skips, saying so
+(:func:`bench.case.require_shipped`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from bench.case import hific_cases
+from bench.matrix import _family_quant, _prune, op_case
+from bench.test_speedups import FULL_GATE_IMAGES, PARTIAL_RUN_SLACK
+from imgcomp.evaluate import summarize
+from imgcomp.hardware import CAPABILITY_NEEDED, cpu_capabilities, measure_bf16_ratio, speedup_gate
+from imgcomp.nn.determinism import single_cpu_thread
+from imgcomp.study import StudyConfig, structured_config
+from imgcomp.timing import time_side_by_side
+
+DECODE_TARGETS = {"structured": 0.70, "int8": 0.60, "bf16": 0.60}
+SSIM_DROP_TARGETS = {"structured": 0.02, "int8": 0.01, "bf16": 0.005}
+#: The SSIM-drop targets are defined over all 24 Kodak images; fewer gate at target + this (as
+#: the RNN's, bench/test_rnn.py).
+KODAK_IMAGES = 24
+PARTIAL_SSIM_SLACK = 0.005
+ROUNDS = 5
+
+pytestmark = pytest.mark.study
+
+(BASE,) = hific_cases()
+VARIANTS = {
+    "float32": BASE,
+    "structured": op_case(BASE, _prune(structured_config("hific")), None),
+    "int8": op_case(BASE, None, _family_quant(StudyConfig(quant="int8", family="hific"))),
+    "bf16": op_case(BASE, None, _family_quant(StudyConfig(quant="bf16", family="hific"))),
+}
+
+
+@pytest.fixture(scope="module")
+def hific_side_by_side(codec_for, timing_images):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        pytest.skip("side-by-side timings need the machine to themselves; run with -n 0")
+    codecs = {"float32": codec_for(BASE)}  # skips at once while the weights are not shipped
+    codecs |= {name: codec_for(case) for name, case in VARIANTS.items() if name != "float32"}
+    images = [img for _, img in timing_images]
+    streams = {name: [c.encode(img) for img in images] for name, c in codecs.items()}
+    with single_cpu_thread(torch.device("cpu")):  # see the module docstring
+        return time_side_by_side(
+            {n: [lambda c=codecs[n], s=s: c.decode(s) for s in streams[n]] for n in codecs},
+            ROUNDS,
+        )
+
+
+def _report(timing) -> str:
+    return ", ".join(
+        f"{name} {1e3 * timing.total(name):.0f} ms ({timing.ratio(name, 'float32'):.2f}x)"
+        for name in timing.runs
+    )
+
+
+@pytest.mark.latency
+@pytest.mark.parametrize("op", list(DECODE_TARGETS))
+def test_hific_decode_speedup(op: str, hific_side_by_side, record_property, pytestconfig) -> None:
+    ratio = hific_side_by_side.ratio(op, "float32")
+    full_kodak = (
+        pytestconfig.getoption("--dataset") == "kodak"
+        and len(hific_side_by_side.runs[op]) >= FULL_GATE_IMAGES
+    )
+    target = DECODE_TARGETS[op] + (0.0 if full_kodak else PARTIAL_RUN_SLACK)
+    decision = speedup_gate(op, cpu_capabilities(), measure_bf16_ratio())
+    record_property(
+        "imgcomp_hific_speedup",
+        {
+            "op": op,
+            "decode_ratio": ratio,
+            "decode_min_ratio": hific_side_by_side.ratio(op, "float32", "min"),
+            "images": len(hific_side_by_side.runs[op]),
+            "target": DECODE_TARGETS[op],
+            "gate": target,
+        },
+    )
+    if not decision.gate:
+        pytest.skip(
+            f"{op} decode {ratio:.2f}x of float32: {decision.reason}; the "
+            f"{DECODE_TARGETS[op]:.2f}x target needs {CAPABILITY_NEEDED[op]}"
+        )
+    assert ratio <= target, f"{op} decode {ratio:.2f}x of float32 > {target:.2f}x; " + _report(
+        hific_side_by_side
+    )
+
+
+@pytest.mark.quality
+@pytest.mark.parametrize("op", list(SSIM_DROP_TARGETS))
+def test_hific_ssim_drop(op: str, case_results, pytestconfig) -> None:
+    if pytestconfig.getoption("--dataset") != "kodak":
+        pytest.skip("SSIM-drop targets are defined on Kodak")
+    base = summarize(case_results(VARIANTS["float32"]))["ssim"]
+    results = case_results(VARIANTS[op])
+    ssim = summarize(results)["ssim"]
+    target = SSIM_DROP_TARGETS[op] + (0.0 if len(results) >= KODAK_IMAGES else PARTIAL_SSIM_SLACK)
+    assert base - ssim <= target, (
+        f"{op}: mean SSIM {ssim:.4f} vs float32 {base:.4f}, drop {base - ssim:.4f} > {target}"
+    )
