@@ -190,9 +190,7 @@ def warm_start(model: torch.nn.Module, path: str | os.PathLike[str]) -> None:
     prefixes = tuple(
         name.rsplit(".", 1)[0] + "." for name, p in model.named_parameters() if id(p) in adversary
     )
-    missing = [
-        k for k in own if k not in weights and not (prefixes and k.startswith(prefixes))
-    ]
+    missing = [k for k in own if k not in weights and not (prefixes and k.startswith(prefixes))]
     unexpected = [k for k in weights if k not in own]
     wrong = [k for k in weights if k in own and weights[k].shape != own[k].shape]
     if missing or unexpected or wrong:
