@@ -497,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="study",
         choices=("study", "extended"),
         help="study: L1 ratios {0,0.3} over the family's table components (Ballé: 8 rows, "
-        "toderici2017: 4); extended: plus structured, bf16, int8",
+        "toderici2017: 4, hific: 8); extended: plus structured, bf16, int8",
     )
     p.add_argument(
         "--repeats",

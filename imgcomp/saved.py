@@ -9,8 +9,9 @@ The file holds the model's state dict as plain tensors (int8 FX graphs in the co
 ``params`` of the base codec, the ``ops`` applied (``codec.ops``), the model ``config`` (arch,
 N, M after pruning), the stream ``fingerprint`` (hex) and the imgcomp version that wrote it.
 
-Loading rebuilds the structure and then loads the values: the architecture from ``config``,
-every layer's width from the saved weight shapes (structured pruning), the quantized transforms
+Loading rebuilds the structure and then loads the values: the model from ``config`` (the
+family's ``rebuild``), every layer's width from the saved weight shapes where the config does not
+name them all (the family's ``resize_saved``: Ballé's structured pruning), the quantized transforms
 by re-applying each bf16 / int8 op to the rebuilt float model (int8 calibrated on one small
 synthetic image: the saved values then replace the calibrated ones). L1 pruning and wK change
 values only. The rebuilt codec's fingerprint must equal the saved one, else CheckpointError:
@@ -36,9 +37,6 @@ from torch import Tensor, nn
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import CheckpointError, ImgcompError
 from imgcomp.fsutil import atomic_path
-from imgcomp.nn.balle import BalleModel, build_model
-from imgcomp.nn.density import FactorizedDensity
-from imgcomp.nn.gdn import GDN
 from imgcomp.ops.config import BALLE_COMPONENTS, Bf16, Int8, OpConfig, parse_record
 
 __all__ = [
@@ -191,12 +189,6 @@ def _check_record(record: object, where: str) -> None:
 
 
 # -- rebuilding --------------------------------------------------------------------------------
-def _fit(t: Tensor, shape: tuple[int, ...]) -> Tensor:
-    """``t`` tiled then cropped to ``shape`` (same rank): plausible values for calibration."""
-    reps = [-(-s // d) for s, d in zip(shape, t.shape, strict=True)]
-    return t.repeat(*reps)[tuple(slice(0, s) for s in shape)].clone()
-
-
 def _weight_shape(saved: Mapping[str, Tensor], name: str, layer: nn.Module) -> tuple[int, int]:
     """(in, out) channels of float layer ``name`` read from its saved weight, in whichever form
     the ops left it: float, bf16 (``inner.``), int8 (``graph.``: integer values, sub-pixel
@@ -217,38 +209,6 @@ def _weight_shape(saved: Mapping[str, Tensor], name: str, layer: nn.Module) -> t
     if len(shape) != 4 or shape[2:] != tuple(layer.kernel_size) or min(shape) < 1:
         raise CheckpointError(f"saved weight of {name} has shape {list(shape)}")
     return (shape[0], shape[1]) if isinstance(layer, nn.ConvTranspose2d) else (shape[1], shape[0])
-
-
-def _resize(model: BalleModel, saved: Mapping[str, Tensor]) -> None:
-    """Give every conv, GDN and density of ``model`` the channel counts of the saved state."""
-    for attr in ("g_a", "g_s", "h_a", "h_s"):
-        seq = getattr(model, attr, None)
-        if not isinstance(seq, nn.Sequential):
-            continue
-        width = None
-        for idx, layer in seq.named_children():
-            if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)):
-                cin, cout = _weight_shape(saved, f"{attr}.{idx}", layer)
-                w = layer.weight
-                shape = (cin, cout) if isinstance(layer, nn.ConvTranspose2d) else (cout, cin)
-                w.data = _fit(w.data, (*shape, *w.shape[2:]))
-                if layer.bias is not None:
-                    layer.bias.data = _fit(layer.bias.data, (cout,))
-                layer.in_channels, layer.out_channels = cin, cout
-                width = cout
-            elif isinstance(layer, GDN) and width is not None:
-                layer.beta.data = _fit(layer.beta.data, (width,))
-                layer.gamma.data = _fit(layer.gamma.data, (width, width))
-                layer.channels = width
-    for name, density in model.named_modules():
-        if isinstance(density, FactorizedDensity):
-            q = saved.get(f"{name}.quantiles")
-            if q is None or q.dim() != 3 or q.shape[0] < 1:
-                raise CheckpointError(f"no valid saved quantiles for {name}")
-            c = int(q.shape[0])
-            for p in density.parameters():
-                p.data = _fit(p.data, (c, *p.shape[1:]))
-            density.channels = c
 
 
 def _calibration_image() -> np.ndarray:
@@ -274,7 +234,7 @@ def _replay(model: nn.Module, ops: list[str], components: Sequence[str]) -> None
         # values only: the saved values are already rounded
 
 
-def _load_values(model: BalleModel, saved: Mapping[str, Tensor]) -> None:
+def _load_values(model: nn.Module, saved: Mapping[str, Tensor]) -> None:
     """Load the saved tensors into the rebuilt model; the keys must match, both ways."""
     expected = list(model.state_dict())  # plain form, as saved
 
@@ -322,14 +282,15 @@ def load_saved_codec(path: str | os.PathLike[str], device: str = "cpu") -> Learn
     try:
         with torch.random.fork_rng(devices=[]):  # the rebuild draws values; the caller keeps RNG
             torch.manual_seed(0)
-            if family_name == "balle":
-                model = build_model(config["arch"], config["N"], config["M"])
-                _resize(model, saved)
-            elif family.rebuild is not None:  # the config names every width (pruned too)
+            if family.rebuild is not None:
                 model = family.rebuild(config)
             else:
                 training = family.training
                 model = training.build(training.normalize(config))
+            if family.resize_saved is not None:  # widths the config does not name (pruned)
+                family.resize_saved(
+                    model, lambda name, layer: _weight_shape(saved, name, layer), saved
+                )
             model.eval()
             _replay(model, ops, family.component_names)
         _load_values(model, saved)

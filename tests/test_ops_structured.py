@@ -14,11 +14,12 @@ from PIL import Image
 
 import imgcomp
 from imgcomp.errors import CodecMismatchError, DatasetError, ImgcompError
+from imgcomp.families.balle.structured import channel_groups
 from imgcomp.nn.balle import BalleModel, FactorizedPrior, build_model
 from imgcomp.nn.density import FactorizedDensity
 from imgcomp.nn.gdn import GDN
 from imgcomp.ops.base import COMPONENTS, derive
-from imgcomp.ops.structured import channel_groups, prune_structured, recover
+from imgcomp.ops.structured import prune_structured, recover
 
 ARCHS = ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean"]
 CODECS = {

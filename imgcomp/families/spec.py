@@ -16,14 +16,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # types only: the spec module imports no engine
-    from torch import nn
+    from torch import Tensor, nn
 
     from imgcomp.codecs.latent import LatentCodec
 
-__all__ = ["ChannelSlice", "Component", "FamilySpec", "Padding", "PrunableGroup"]
+__all__ = [
+    "INT8_FLOAT_POSITIONS",
+    "ChannelSlice",
+    "Component",
+    "FamilySpec",
+    "GroupPruning",
+    "Padding",
+    "PrunableGroup",
+    "group_ratio",
+]
 
 #: Padding modes a codec may ask for (those of ``torch.nn.functional.pad``).
 PAD_MODES = ("replicate", "reflect", "constant")
+#: Where an ``int8_float_layers`` declaration points: a unit's first or last convolution.
+INT8_FLOAT_POSITIONS = ("first", "last")
 
 
 @dataclass(frozen=True)
@@ -89,6 +100,27 @@ class PrunableGroup:
     slices: tuple[ChannelSlice, ...]
 
 
+def group_ratio(components: Sequence[str], ratios: Mapping[str, float]) -> float | None:
+    """The pruning ratio of a group owned by ``components``: the smallest of their ratios;
+    None unless every one of them is given (structured pruning's coupling rule)."""
+    if not all(c in ratios for c in components):
+        return None
+    return min(float(ratios[c]) for c in components)
+
+
+@dataclass(frozen=True)
+class GroupPruning:
+    """One pruned channel group (what a structured-pruning report lists, and a family's own
+    ``structured_prune`` returns): its root, components, ratio and the channels removed."""
+
+    root: str
+    components: tuple[str, ...]
+    ratio: float
+    channels_before: int
+    channels_after: int
+    removed: tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class FamilySpec:
     """A model family's declaration (see the module docstring).
@@ -123,15 +155,46 @@ class FamilySpec:
     training: object | None = None
     #: module classes int8 keeps whole in float32 inside its units (HiFiC's ChannelNorm)
     int8_float_modules: tuple[type, ...] = ()
+    #: the convolutions int8 runs on float32 activations by default (weights still int8), per
+    #: int8 unit: position among the unit's convolutions (``"first"``, ``"last"``) -> why
+    #: (Ballé: those that read or write a latent); a caller's ``float_activations`` replaces it
+    int8_float_layers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: per component, a note a quantization report carries when the component is selected
+    #: (what stays float32 in it: Ballé's entropy densities)
+    quant_notes: Mapping[str, str] = field(default_factory=dict)
+    #: per component, a note the profile carries when the model has none of the component's
+    #: MACs modules (Ballé's factorized prior: no hyper transforms)
+    macs_notes: Mapping[str, str] = field(default_factory=dict)
     #: MACs (:mod:`imgcomp.ops.profile`): a chain of single-input modules ``(module, input,
     #: output)`` from the image ``"x"`` (Ballé), or a ``coding_pass(model, x, codec_params)``
     #: that runs what encoding computes; MACs are counted per component module either way.
+    #: int8 calibrates its units on the inputs they get in the ``coding_pass`` (Ballé's: the
+    #: quantized latents and the synthesis, so that the decoder's units see theirs too).
     macs_chain: tuple[tuple[str, str, str | None], ...] = ()
     coding_pass: Callable[[nn.Module, Any, Mapping[str, Any]], object] | None = None
     #: structured pruning by declaration: the model's channel groups, and what updates the
     #: model's own widths (attributes, config) after the engine sliced its parameters
     channel_groups: Callable[[nn.Module], list[PrunableGroup]] | None = None
     after_resize: Callable[[nn.Module], None] | None = None
+    #: structured pruning by the family's own pruner, where no channel slices describe the
+    #: couplings (Ballé: torch-pruning traces them through GDN and the densities); used when
+    #: ``channel_groups`` is None. ``structured_prune(model, ratios, importance, calibration,
+    #: kept)`` removes channels in place and updates the model's widths (attributes, config);
+    #: the engine has checked ``ratios`` (component -> ratio), ``importance`` (``l1``, ``l2``,
+    #: ``activation``) and ``round_to``, and ``kept(channels, ratio)`` is its rule for the
+    #: width a group keeps. It returns a :class:`GroupPruning` per group it pruned; the engine
+    #: writes the report (:mod:`imgcomp.ops.structured`).
+    structured_prune: (
+        Callable[
+            [nn.Module, Mapping[str, float], str, Tensor | None, Callable[[int, float], int]],
+            Sequence[GroupPruning],
+        ]
+        | None
+    ) = None
+    #: the row a structured-pruning report gives a module other than a convolution (whose
+    #: widths it lists anyway): ``(kind, in channels, out channels)``, or None for no row
+    #: (Ballé: GDN / IGDN and the factorized densities)
+    layer_width: Callable[[nn.Module], tuple[str, int, int] | None] | None = None
     #: recovery fine-tuning after structured pruning: ``batch_size``, ``patch_size``, ``lr``
     recovery: Mapping[str, Any] = field(
         default_factory=lambda: {"batch_size": 8, "patch_size": 128, "lr": 1e-4}
@@ -142,6 +205,16 @@ class FamilySpec:
     #: a fresh model from its ``model.config`` (saved codecs rebuild with it; None: the
     #: training builder)
     rebuild: Callable[[Mapping[str, Any]], nn.Module] | None = None
+    #: for a config that does not name every width (Ballé: ``N`` / ``M``, while structured
+    #: pruning sets each layer's): ``resize_saved(model, conv_shape, saved)`` gives the rebuilt
+    #: float model the widths of the saved tensors ``saved``; ``conv_shape(name, layer)`` is
+    #: ``(in, out)`` channels of conv / transposed conv ``name`` as saved, in whichever form
+    #: the ops left it (:mod:`imgcomp.saved` knows those). Values need only be plausible (int8
+    #: calibrates on them); the saved ones replace them. None: ``rebuild`` gives every width.
+    resize_saved: (
+        Callable[[nn.Module, Callable[[str, nn.Module], tuple[int, int]], Mapping[str, Any]], None]
+        | None
+    ) = None
     #: a small seeded codec of the family: ``(codec name, params of create_codec)`` (what the
     #: family contract tests and smoke runs build; seconds on a CPU)
     example: tuple[str, Mapping[str, Any]] | None = None
@@ -165,6 +238,14 @@ class FamilySpec:
         ]
         if unknown:
             raise ValueError(f"int8 units {sorted(unknown)} lie in no quantization unit")
+        for unit, where in self.int8_float_layers.items():
+            if unit not in self.int8_units:
+                raise ValueError(f"int8 float layers of {unit!r}, which is no int8 unit")
+            if not set(where) <= set(INT8_FLOAT_POSITIONS):
+                raise ValueError(f"int8 float layers are given by {INT8_FLOAT_POSITIONS}")
+        for notes in (self.quant_notes, self.macs_notes):
+            if not set(notes) <= set(self.components):
+                raise ValueError(f"notes of {sorted(set(notes) - set(self.components))}")
 
     @property
     def table_components(self) -> tuple[str, ...]:

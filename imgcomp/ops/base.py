@@ -5,8 +5,8 @@ but carries the op in ``codec.ops``, which enters the stream fingerprint: a stre
 pruned or quantized model refuses to decode with the original one, and vice versa.
 
 A model's components (names and modules) are its family's declaration
-(:func:`imgcomp.registry.family_of`); :data:`COMPONENTS` are the Ballé family's, still named by
-the engines that are not family-generic yet (structured pruning, the profile).
+(:func:`imgcomp.registry.family_of`); :data:`COMPONENTS` are the Ballé family's, the default of
+the ratio checks below (every engine passes its model's family's own).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from imgcomp.errors import ImgcompError
 from imgcomp.ops.config import BALLE_COMPONENTS, check_components, check_ratio
 from imgcomp.registry import family_of
 
-#: The Ballé family's components (structured pruning and the profile still assume them).
+#: The Ballé family's components (the default of :func:`check_ratios`).
 COMPONENTS = BALLE_COMPONENTS
 
 

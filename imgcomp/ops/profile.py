@@ -457,8 +457,9 @@ def profile_model(
     for comp in comp_names:
         runs = [module_macs[n] for n in _macs_modules(family, comp) if n in module_macs]
         macs = None if None in runs else sum(v for v in runs if v is not None)
-        if comp == "entropy" and module_macs and "h_a" not in module_macs:
-            notes.append("entropy MACs: no hyperprior; factorized densities are not counted")
+        macs_notes = family.macs_notes if family is not None else {}
+        if comp in macs_notes and module_macs and not runs:  # none of its MACs modules
+            notes.append(macs_notes[comp])
         profiles.append(
             ComponentProfile(comp, *counts[comp], len(serialized[comp][0]), zipped[comp], macs)
         )

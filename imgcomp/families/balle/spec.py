@@ -5,7 +5,10 @@ Components (the study's tables): encoder (``g_a``), decoder (``g_s``) and probab
 :class:`~imgcomp.codecs.latent.FactorizedLatent`, the hyperpriors ``z`` and ``y`` with a
 :class:`~imgcomp.codecs.latent.HyperpriorLatent`; images are edge-padded to the architecture's
 downsampling factor (16 or 64). Quantization replaces the transforms (``g_a``, ``g_s``, ``h_a``,
-``h_s``, int8 included); the entropy densities stay float32.
+``h_s``, int8 included); the entropy densities stay float32, and int8 keeps the convolutions
+that read or write a latent on float32 activations. Structured pruning is the family's own
+(:mod:`imgcomp.families.balle.structured`: torch-pruning traces the couplings through GDN and the
+densities), and a saved pruned codec gets its layers' widths back from the saved tensors.
 """
 
 from __future__ import annotations
@@ -14,15 +17,25 @@ from collections.abc import Mapping
 from functools import partial
 from typing import Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from imgcomp.codecs.latent import FactorizedLatent, HyperpriorLatent, LatentCodec
+from imgcomp.families.balle.structured import layer_width, prune_balle, resize_saved
 from imgcomp.families.spec import Component, FamilySpec, Padding
 from imgcomp.families.weights import shipped_weights_path
 from imgcomp.nn.balle import ARCHITECTURES, BalleModel, FactorizedPrior, build_model, resolve_arch
 from imgcomp.train.config import TrainFamily
 
-__all__ = ["BALLE", "BALLE_TRAINING", "balle_latent", "balle_padding", "balle_train_args"]
+__all__ = [
+    "BALLE",
+    "BALLE_INT8_FLOAT_LAYERS",
+    "BALLE_TRAINING",
+    "balle_coding_pass",
+    "balle_latent",
+    "balle_padding",
+    "balle_rebuild",
+    "balle_train_args",
+]
 
 
 def balle_latent(model: nn.Module) -> LatentCodec:
@@ -45,6 +58,39 @@ def balle_latent(model: nn.Module) -> LatentCodec:
 def balle_padding(model: nn.Module) -> Padding:
     """Edge replication to the architecture's downsampling factor (16, or 64 with a hyperprior)."""
     return Padding(int(model.downsampling_factor), "replicate")
+
+
+def balle_coding_pass(model: nn.Module, x: Tensor, params: Mapping[str, Any]) -> Tensor:
+    """What int8 calibrates on: the quantized latents of ``x`` and their synthesis (every
+    transform sees its input; ``params`` change nothing)."""
+    return model.synthesis(model.quantize_latents(x)["y_hat"])
+
+
+def balle_rebuild(config: Mapping[str, Any]) -> nn.Module:
+    """A fresh model of ``config`` (arch, N, M); a pruned one's other widths come from
+    :func:`~imgcomp.families.balle.structured.resize_saved`."""
+    return build_model(config["arch"], config["N"], config["M"])
+
+
+def _latent_facing(why: str) -> str:
+    return f"{why}: 8-bit activations there cost the most quality; low resolution, cheap in float"
+
+
+#: The convolutions int8 runs on float32 activations (their weights int8), those that read or
+#: write a latent: clipped rare large latents and a coarse y before rounding cost the most
+#: quality, and at 1/16 resolution float is cheap (:mod:`imgcomp.ops.quant.int8`).
+BALLE_INT8_FLOAT_LAYERS = {
+    "g_a": {"last": _latent_facing("writes the latents y")},
+    "g_s": {"first": _latent_facing("reads the latents y_hat")},
+    "h_a": {
+        "first": _latent_facing("reads the latents y"),
+        "last": _latent_facing("writes the hyper-latents z"),
+    },
+    "h_s": {
+        "first": _latent_facing("reads the hyper-latents z_hat"),
+        "last": _latent_facing("writes y's Gaussian parameters"),
+    },
+}
 
 
 def balle_train_args(args: Mapping[str, Any]) -> dict[str, Any]:
@@ -92,7 +138,15 @@ BALLE = FamilySpec(
     shipped=shipped_weights_path,
     quant_units={"encoder": ("g_a",), "decoder": ("g_s",), "entropy": ("h_a", "h_s")},
     int8_units=("g_a", "g_s", "h_a", "h_s"),
+    int8_float_layers=BALLE_INT8_FLOAT_LAYERS,
+    quant_notes={"entropy": "entropy densities (factorized / Gaussian conditional) stay float32"},
     training=BALLE_TRAINING,
     macs_chain=(("g_a", "x", "y"), ("g_s", "y", None), ("h_a", "y", "z"), ("h_s", "z", None)),
+    macs_notes={"entropy": "entropy MACs: no hyperprior; factorized densities are not counted"},
+    coding_pass=balle_coding_pass,
+    structured_prune=prune_balle,
+    layer_width=layer_width,
+    rebuild=balle_rebuild,
+    resize_saved=resize_saved,
     example=("mean-scale-hyperprior", {"pretrained": False, "N": 8, "M": 12}),
 )

@@ -70,11 +70,12 @@ def hific_padding(model: nn.Module) -> Padding:
 
 
 def hific_shipped(name: str, quality: int = 0) -> Path:
-    """``imgcomp/weights/<name>.safetensors``; none ship yet: a clear error."""
+    """``imgcomp/weights/<name>.safetensors``; a clear error where it is missing."""
     path = WEIGHTS_DIR / f"{name}.safetensors"
     if not path.exists():
         raise ImgcompError(
-            f"no shipped weights for {name}: load an original train.py checkpoint with "
+            f"no shipped weights for {name} ({path} is missing): load an original train.py "
+            "checkpoint with "
             f"load_codec({name!r}, checkpoint=PATH, format='original'), or pass "
             "pretrained=False for seeded random weights (timing only)"
         )

@@ -1,7 +1,8 @@
 """``quantize_model``: bf16, static int8 or K-bit weight-only quantization of a model's
 quantization units, which its family declares per component (``FamilySpec.quant_units``; Ballé:
 g_a for the encoder, g_s for the decoder, h_a/h_s for the entropy component, whose densities stay
-float32). int8 quantizes only the family's ``int8_units`` (today the Ballé transforms)."""
+float32). int8 quantizes only the family's ``int8_units``, the convolutions of its
+``int8_float_layers`` on float32 activations, and calibrates on its ``coding_pass``."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from imgcomp.ops.quant.int8 import (
     DECONV_MODES,
     GDN_MODES,
     Int8Transform,
-    latent_layers,
+    float_layers,
     quantize_int8,
 )
 from imgcomp.ops.quant.report import LayerInfo, QuantReport, serialized_bytes
@@ -116,10 +117,11 @@ def quantize_model(
     GDN are quantized, see :mod:`imgcomp.ops.quant.int8`) or ``"w2"``..``"w8"`` (weight-only
     per-channel fake quantization, float32 kept). Call it on a copy: it replaces submodules.
 
-    int8 runs the layers that read or write a latent (g_a's last conv, g_s's first transposed
-    conv, the first and last of h_a / h_s) on float32 activations, their weights still stored in
-    int8: ``float_activations`` replaces that choice with qualified layer names (e.g.
-    ``["g_s.0"]``; ``[]`` makes every layer int8 throughout).
+    int8 runs the layers the family declares (``int8_float_layers``; Ballé: those that read or
+    write a latent, g_a's last conv, g_s's first transposed conv, the first and last of h_a /
+    h_s) on float32 activations, their weights still stored in int8: ``float_activations``
+    replaces that choice with qualified layer names (e.g. ``["g_s.0"]``; ``[]`` makes every
+    layer int8 throughout).
     """
     family = _family(model)
     kind, bits = parse_mode(mode)
@@ -138,13 +140,11 @@ def quantize_model(
             )
     if float_activations is not None and kind != "int8":
         raise ImgcompError("float_activations applies to the int8 mode only")
-    keep = _float_layers(transforms, float_activations) if kind == "int8" else {}
+    keep = _float_layers(family, transforms, float_activations) if kind == "int8" else {}
     for attr, m in transforms.items():
         if isinstance(m, (Bf16Transform, Int8Transform)):
             raise ImgcompError(f"{attr} is already quantized ({type(m).__name__})")
-    notes = []
-    if "entropy" in comps:
-        notes.append("entropy densities (factorized / Gaussian conditional) stay float32")
+    notes = [family.quant_notes[c] for c in comps if c in family.quant_notes]
     if not transforms:
         notes.append("the selected components have no transforms to quantize")
     before = serialized_bytes(transforms.values())
@@ -227,11 +227,13 @@ def _int8_units(
 
 
 def _float_layers(
-    transforms: dict[str, nn.Module], names: Sequence[str] | None
+    family: FamilySpec, transforms: dict[str, nn.Module], names: Sequence[str] | None
 ) -> dict[str, dict[str, str]]:
-    """Per transform: the layers on float32 activations and why (default: latent-facing)."""
+    """Per transform: the layers on float32 activations and why (default: the family's
+    ``int8_float_layers``)."""
     if names is None:
-        return {attr: latent_layers(attr, m) for attr, m in transforms.items()}
+        declared = family.int8_float_layers
+        return {attr: float_layers(m, declared.get(attr, {})) for attr, m in transforms.items()}
     if isinstance(names, str):
         names = [names]
     out: dict[str, dict[str, str]] = {attr: {} for attr in transforms}

@@ -8,37 +8,19 @@ effective parameters computed once in float32, then rounded to bf16).
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 
 from imgcomp.nn.gdn import GDN
+from imgcomp.ops.quant.casting import map_tensors, to_compute, to_float32
 from imgcomp.ops.quant.report import LayerInfo, layers_of
 from imgcomp.ops.quant.rewrite import ConvGDN
 
 __all__ = ["Bf16Transform", "map_tensors", "to_bf16"]
 
-
-def map_tensors(value: object, fn) -> object:
-    """``fn`` applied to every tensor of a (nested) tuple / list of tensors and other values."""
-    if isinstance(value, Tensor):
-        return fn(value)
-    if isinstance(value, (tuple, list)):
-        return type(value)(map_tensors(v, fn) for v in value)
-    return value
-
-
-def _to_bf16(t: Tensor) -> Tensor:
-    if not t.is_floating_point():
-        return t
-    if t.dim() == 4:
-        return t.to(dtype=torch.bfloat16, memory_format=torch.channels_last)
-    return t.to(torch.bfloat16)
-
-
-def _to_float32(t: Tensor) -> Tensor:
-    if not t.is_floating_point():
-        return t
-    return t.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+_to_bf16 = partial(to_compute, dtype=torch.bfloat16)
 
 
 class Bf16Transform(nn.Module):
@@ -63,8 +45,8 @@ class Bf16Transform(nn.Module):
             # a recurrent step's (output, state): the state only comes back here, so it stays
             # bf16 channels_last between steps (converting it each step cost a fifth of an
             # RNN decode)
-            return _to_float32(out[0]), out[1]
-        return map_tensors(out, _to_float32)
+            return to_float32(out[0]), out[1]
+        return map_tensors(out, to_float32)
 
     def __getattr__(self, name: str) -> object:
         try:

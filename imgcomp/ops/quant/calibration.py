@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from imgcomp.codecs.learned import model_input
 from imgcomp.errors import ImgcompError
 from imgcomp.images import validate_rgb8
-from imgcomp.nn.balle import BalleModel
+from imgcomp.registry import family_of
 
 __all__ = ["calibration_images", "capture_inputs", "image_tensor"]
 
@@ -62,19 +62,30 @@ def _clone(value: object) -> object:
     return value
 
 
+def _coding_pass(model: nn.Module) -> Callable[[Tensor], object]:
+    """``x -> `` the coding pass of ``model``'s family on ``x`` (ImgcompError if it has none)."""
+    family = family_of(model)
+    coding_pass = family.coding_pass
+    if coding_pass is None:
+        raise ImgcompError(f"the {family.name} family declares no coding pass to calibrate on")
+    return lambda x: coding_pass(model, x, {})
+
+
 def capture_inputs(
-    model: BalleModel,
+    model: nn.Module,
     modules: dict[str, nn.Module],
     images: Sequence[np.ndarray],
     run: Callable[[Tensor], object] | None = None,
 ) -> dict[str, list[Tensor]]:
     """The input of each of ``modules`` (name -> submodule of ``model``) while the float model
     encodes and reconstructs each image in eval mode: what calibration must see. ``run(x)`` is
-    that computation for a family that declares one (its coding pass), else the Ballé model's
-    latents and synthesis; ``x`` is padded to the model's ``input_multiple`` (else its
-    downsampling factor)."""
+    that computation, by default the coding pass the model's family declares
+    (``FamilySpec.coding_pass``; Ballé: the quantized latents and their synthesis); ``x`` is
+    padded to the model's ``input_multiple`` (else its downsampling factor)."""
     if len(images) == 0:
         raise ImgcompError("calibration needs at least one image")
+    if run is None:
+        run = _coding_pass(model)
     seen: dict[str, list[Tensor]] = {name: [] for name in modules}
 
     def record(name: str, args: tuple) -> None:
@@ -90,12 +101,7 @@ def capture_inputs(
         with torch.no_grad():
             factor = int(getattr(model, "input_multiple", model.downsampling_factor))
             for img in images:
-                x = image_tensor(img, factor)
-                if run is not None:
-                    run(x)
-                    continue
-                lat = model.quantize_latents(x)
-                model.synthesis(lat["y_hat"])
+                run(image_tensor(img, factor))
     finally:
         for h in hooks:
             h.remove()

@@ -33,7 +33,8 @@ effective gamma / beta frozen into the 1x1 conv:
 * ``"float"``: the whole GDN in float32 between a dequantize and a quantize: ``g_s`` 76 ms
   against 49 ms, the same SSIM.
 
-Layers that read or write a latent (g_a's last conv, g_s's first, the first and last of h_a and
+The convolutions a family declares (``FamilySpec.int8_float_layers``, :func:`float_layers`; Ballé:
+those that read or write a latent, g_a's last conv, g_s's first, the first and last of h_a and
 h_s) run on float32 activations by default (``float_activations``), their weights still stored
 as int8 (:class:`~imgcomp.ops.quant.weights.Int8WeightConv`): 8-bit activations there (clipped
 rare large latents, coarse y before rounding) cost the most quality, and at 1/16 resolution the
@@ -45,14 +46,15 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
 from imgcomp.errors import ImgcompError
 from imgcomp.nn.gdn import GDN
-from imgcomp.ops.quant.bf16 import map_tensors
+from imgcomp.ops.quant.casting import map_tensors, to_compute, to_float32
 from imgcomp.ops.quant.report import LayerInfo, layers_of
 from imgcomp.ops.quant.rewrite import (
     ConvGDN,
@@ -69,7 +71,7 @@ __all__ = [
     "FloatConvGDN",
     "Int8Transform",
     "QuantizedPixelShuffle",
-    "latent_layers",
+    "float_layers",
     "quantize_int8",
     "select_engine",
 ]
@@ -143,23 +145,15 @@ def _rewrite(
     return subpixel
 
 
-def latent_layers(attr: str, module: nn.Module) -> dict[str, str]:
-    """The layers of transform ``attr`` (g_a, g_s, h_a, h_s) that read or write a latent, which
-    int8 keeps float32 by default: name (relative to ``module``) -> reason."""
+def float_layers(module: nn.Module, where: Mapping[str, str]) -> dict[str, str]:
+    """The layers of an int8 unit that int8 keeps on float32 activations by default, from its
+    family's declaration ``where`` (``FamilySpec.int8_float_layers``: position among the unit's
+    convolutions, ``"first"`` or ``"last"`` -> why): name (relative to ``module``) -> why."""
     convs = [n for n, m in layers_of(module) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     if not convs:
         return {}
-    first, last = convs[0], convs[-1]
-    picks = {
-        "g_a": {last: "writes the latents y"},
-        "g_s": {first: "reads the latents y_hat"},
-        "h_a": {first: "reads the latents y", last: "writes the hyper-latents z"},
-        "h_s": {first: "reads the hyper-latents z_hat", last: "writes y's Gaussian parameters"},
-    }.get(attr, {})
-    return {
-        n: f"{why}: 8-bit activations there cost the most quality; low resolution, cheap in float"
-        for n, why in picks.items()
-    }
+    at = {"first": convs[0], "last": convs[-1]}
+    return {at[position]: why for position, why in where.items()}
 
 
 class QuantizedPixelShuffle(nn.PixelShuffle):
@@ -211,8 +205,8 @@ class Int8Transform(nn.Module):
             x = args[0].to(dtype=torch.float32, memory_format=torch.channels_last)
             return self.graph(x).to(dtype=torch.float32, memory_format=torch.contiguous_format)
         # a unit of several inputs (a recurrent cell's (x, (h, c))): tensors inside tuples too
-        out = self.graph(*map_tensors(args, _float_channels_last))
-        return map_tensors(out, _float_contiguous)
+        out = self.graph(*map_tensors(args, _to_float32_channels_last))
+        return map_tensors(out, to_float32)
 
 
 def _as_args(captured: object) -> tuple:
@@ -222,13 +216,7 @@ def _as_args(captured: object) -> tuple:
     return tuple(map_tensors(args, lambda t: t.float().cpu()))
 
 
-def _float_channels_last(t: Tensor) -> Tensor:
-    t = t.to(torch.float32)
-    return t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t
-
-
-def _float_contiguous(t: Tensor) -> Tensor:
-    return t.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+_to_float32_channels_last = partial(to_compute, dtype=torch.float32)
 
 
 def _layer_report(
