@@ -8,8 +8,8 @@ Our names are ``factorized-prior``, ``scale-hyperprior`` and ``mean-scale-hyperp
 CompressAI zoo names ``bmshj2018-factorized``, ``bmshj2018-hyperprior`` and ``mbt2018-mean`` are
 aliases. Shipped weights live in ``imgcomp/weights/<name>-q<quality>.safetensors``, each with a
 model card in ``imgcomp/weights/README.md``. Each codec is built through its model family's
-declaration (:func:`imgcomp.registry.get_family`): architectures, checkpoint formats, shipped
-weights; the codec takes its latent codec and padding from the family too.
+declaration (:func:`imgcomp.registry.get_family`): architectures, checkpoint formats and their
+loaders, shipped weights; the codec takes its latent codec and padding from the family too.
 """
 
 from __future__ import annotations
@@ -60,10 +60,9 @@ def load_model(
     if format not in formats:
         raise ImgcompError(f"unknown checkpoint format {format!r}; use one of {formats}")
     if checkpoint is not None:
-        if format == "compressai":
-            from imgcomp.compat.compressai import load_compressai
-
-            model = load_compressai(checkpoint, arch=arch)
+        loader = family.checkpoint_loaders.get(format)
+        if loader is not None:  # another implementation's layout (CompressAI's)
+            model = loader(checkpoint, arch)
         else:
             from imgcomp.train import load_weights
 

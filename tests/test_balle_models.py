@@ -11,16 +11,14 @@ import torch
 
 from imgcomp.entropy import GaussianCoder
 from imgcomp.errors import ImageError, UnknownCodecError
-from imgcomp.nn import (
+from imgcomp.families.balle.model import (
     ARCHITECTURES,
-    FactorizedDensity,
     FactorizedPrior,
-    GaussianConditional,
     MeanScaleHyperprior,
     ScaleHyperprior,
     build_model,
-    scale_table,
 )
+from imgcomp.nn import FactorizedDensity, GaussianConditional, scale_table
 
 ARCHS = sorted(ARCHITECTURES)
 SIZES = [(8, 12), (16, 8)]

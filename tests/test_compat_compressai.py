@@ -16,11 +16,15 @@ import pytest
 import torch
 
 from imgcomp.codecs.learned import LearnedCodec
-from imgcomp.compat import convert_compressai_state_dict, load_compressai
-from imgcomp.compat.compressai import detect_arch
 from imgcomp.entropy import gaussian_pmf
 from imgcomp.errors import CheckpointError
-from imgcomp.nn import MeanScaleHyperprior, scale_table
+from imgcomp.families.balle.compressai import (
+    convert_compressai_state_dict,
+    detect_arch,
+    load_compressai,
+)
+from imgcomp.families.balle.model import MeanScaleHyperprior
+from imgcomp.nn import scale_table
 
 ARCHS = ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean"]
 REPO = Path(__file__).resolve().parents[1]

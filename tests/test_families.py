@@ -18,8 +18,8 @@ from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError, UnknownCodecError
 from imgcomp.families import family_of, find_family, get_family, list_families
 from imgcomp.families.balle import BALLE
+from imgcomp.families.balle.model import ARCHITECTURES, FactorizedPrior, build_model
 from imgcomp.families.spec import Component, FamilySpec, Padding
-from imgcomp.nn.balle import ARCHITECTURES, FactorizedPrior, build_model
 from imgcomp.nn.density import FactorizedDensity
 from imgcomp.ops import L1Prune
 from imgcomp.ops.pruning import sparsity

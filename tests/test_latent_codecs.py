@@ -20,7 +20,7 @@ from imgcomp.codecs.latent import (
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import BitstreamError, CodecMismatchError
 from imgcomp.families.balle import balle_latent
-from imgcomp.nn.balle import build_model
+from imgcomp.families.balle.model import build_model
 from imgcomp.nn.density import FactorizedDensity, GaussianConditional
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

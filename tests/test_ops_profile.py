@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from imgcomp.errors import ImgcompError
-from imgcomp.nn.balle import build_model
+from imgcomp.families.balle.model import build_model
 from imgcomp.ops.profile import format_profile, profile_model
 from imgcomp.ops.pruning import prune_unstructured
 

@@ -16,7 +16,7 @@ from torch.nn.utils import prune as torch_prune
 
 import imgcomp
 from imgcomp.errors import CodecMismatchError, ImgcompError
-from imgcomp.nn.balle import build_model
+from imgcomp.families.balle.model import build_model
 from imgcomp.ops.base import COMPONENTS, check_ratio, copy_model, derive
 from imgcomp.ops.pruning import prunable_layers, prune_unstructured, sparsity
 from imgcomp.ops.structured import prune_structured

@@ -14,8 +14,8 @@ from PIL import Image
 
 import imgcomp
 from imgcomp.errors import CodecMismatchError, DatasetError, ImgcompError
+from imgcomp.families.balle.model import BalleModel, FactorizedPrior, build_model
 from imgcomp.families.balle.structured import channel_groups
-from imgcomp.nn.balle import BalleModel, FactorizedPrior, build_model
 from imgcomp.nn.density import FactorizedDensity
 from imgcomp.nn.gdn import GDN
 from imgcomp.ops.base import COMPONENTS, derive

@@ -13,8 +13,9 @@ import torch
 
 from imgcomp.cli import main
 from imgcomp.errors import CheckpointError, DatasetError, ImgcompError, UnknownCodecError
+from imgcomp.families.balle.model import build_model
+from imgcomp.families.balle.objective import rd_forward, rd_loss
 from imgcomp.images import save_png
-from imgcomp.nn.balle import build_model
 from imgcomp.train import (
     CHECKPOINT_NAME,
     LOG_NAME,
@@ -22,8 +23,6 @@ from imgcomp.train import (
     TrainConfig,
     export_weights,
     load_weights,
-    rd_forward,
-    rd_loss,
     read_checkpoint,
     read_metadata,
     train,

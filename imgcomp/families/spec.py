@@ -222,6 +222,12 @@ class FamilySpec:
     #: None: :class:`imgcomp.codecs.learned.LearnedCodec`
     codec: Callable[..., Any] | None = None
     objectives: Mapping[str, type] = field(default_factory=dict)
+    #: format -> ``loader(path, arch)``, the model of a checkpoint written by another
+    #: implementation, for the formats of ``checkpoint_formats`` that the model zoo
+    #: (:mod:`imgcomp.zoo`) loads (Ballé: ``compressai``); ``imgcomp`` (our exports) is
+    #: :func:`imgcomp.train.load_weights` for every family. A family with its own ``codec``
+    #: loads its formats there (the RNN's and HiFiC's ``original``).
+    checkpoint_loaders: Mapping[str, Callable[[Any, str], nn.Module]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for role, component in self.components.items():
@@ -243,6 +249,9 @@ class FamilySpec:
                 raise ValueError(f"int8 float layers of {unit!r}, which is no int8 unit")
             if not set(where) <= set(INT8_FLOAT_POSITIONS):
                 raise ValueError(f"int8 float layers are given by {INT8_FLOAT_POSITIONS}")
+        loaders = sorted(set(self.checkpoint_loaders) - set(self.checkpoint_formats))
+        if loaders:
+            raise ValueError(f"checkpoint loaders of {loaders}, which are no checkpoint formats")
         for notes in (self.quant_notes, self.macs_notes):
             if not set(notes) <= set(self.components):
                 raise ValueError(f"notes of {sorted(set(notes) - set(self.components))}")

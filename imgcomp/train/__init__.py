@@ -1,9 +1,12 @@
-"""Training of the learned codecs (Ballé / Minnen models) and export of their weights.
+"""Training of the learned codecs (every family that declares ``training``) and export of their
+weights.
 
 ``train(TrainConfig(...))`` runs or resumes ``<out>/checkpoint.pt``; ``export_weights`` turns a
 checkpoint into a safetensors file that ``load_weights`` rebuilds into a model. The objectives
-(``OBJECTIVES``, today ``rd``) and the one optimiser step they share (``train_step``, also used by
-the recovery fine-tuning of structured pruning) live in :mod:`imgcomp.train.objectives`.
+(``OBJECTIVES``: those the families declare, e.g. Ballé's ``rd`` in
+:mod:`imgcomp.families.balle.objective`) and the one optimiser step they share (``train_step``,
+also used by the recovery fine-tuning of structured pruning) live in
+:mod:`imgcomp.train.objectives`.
 """
 
 from imgcomp.train.checkpoint import (
@@ -14,12 +17,10 @@ from imgcomp.train.checkpoint import (
     write_checkpoint,
 )
 from imgcomp.train.config import (
-    ARCH_ALIASES,
     GLOBAL_DEFAULTS,
     RESUME_FREE_FIELDS,
     TrainConfig,
     TrainFamily,
-    resolve_arch,
     resume_mismatches,
     train_families,
 )
@@ -36,17 +37,13 @@ from imgcomp.train.objectives import (
     OBJECTIVES,
     Objective,
     Optimizers,
-    RateDistortion,
     make_objective,
     make_optimizers,
     psnr_from_mse,
-    rd_forward,
-    rd_loss,
     train_step,
 )
 
 __all__ = [
-    "ARCH_ALIASES",
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_NAME",
     "GLOBAL_DEFAULTS",
@@ -57,7 +54,6 @@ __all__ = [
     "Objective",
     "Optimizers",
     "PatchSampler",
-    "RateDistortion",
     "TrainConfig",
     "TrainFamily",
     "export_weights",
@@ -66,11 +62,8 @@ __all__ = [
     "make_objective",
     "make_optimizers",
     "psnr_from_mse",
-    "rd_forward",
-    "rd_loss",
     "read_checkpoint",
     "read_metadata",
-    "resolve_arch",
     "resolve_checkpoint",
     "resolve_device",
     "resume_mismatches",

@@ -18,18 +18,15 @@ from typing import Any
 
 from torch import nn
 
-from imgcomp.nn.balle import ARCH_ALIASES, resolve_arch
 from imgcomp.registry import get_family, list_families
 from imgcomp.train.objectives import Objective, make_objective, objective_args
 from imgcomp.trainsets import default_training_spec
 
 __all__ = [
-    "ARCH_ALIASES",
     "GLOBAL_DEFAULTS",
     "RESUME_FREE_FIELDS",
     "TrainConfig",
     "TrainFamily",
-    "resolve_arch",
     "resume_mismatches",
     "train_families",
 ]
@@ -63,6 +60,13 @@ class TrainFamily:
     ``finalize(model, metadata)`` what export does to a trained model before writing it (e.g.
     fit the RNN's code model), returning metadata to add, ``min_patch`` the smallest patch side
     the model trains on and ``example`` the arguments of a tiny model (contract tests train it).
+
+    Export reads two more: ``half_float32``, the module classes whose state a half (float16)
+    export keeps in float32 (Ballé: its entropy densities, tiny, and they fix the coder's
+    tables; none: every floating tensor is halved), and ``metadata_args(metadata)``, the model
+    arguments an export's metadata gives at its top level, where the family wrote them before
+    the ``config`` did (Ballé: ``arch``, ``N``, ``M``); None (or a hook returning None): the
+    arguments are the ``config``'s ``model``.
     """
 
     name: str
@@ -73,6 +77,8 @@ class TrainFamily:
     finalize: Callable[[nn.Module, Mapping[str, str]], dict[str, str]] | None = None
     min_patch: int = 1
     example: Mapping[str, Any] = field(default_factory=dict)
+    half_float32: tuple[type[nn.Module], ...] = ()
+    metadata_args: Callable[[Mapping[str, str]], dict[str, Any] | None] | None = None
 
 
 #: Training defaults of every family (a family's ``TrainFamily.defaults`` override them).

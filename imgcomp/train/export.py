@@ -1,15 +1,17 @@
 """Trained weights as safetensors: the model's state_dict plus what rebuilds it, as metadata.
 
 ``export_weights`` reads a training checkpoint and writes float32 (or float16 with ``half``)
-tensors; ``load_weights`` rebuilds the model with ``build_model`` and loads it strictly, in float32.
-With ``half`` the entropy models (factorized densities, Gaussian scale table) stay float32: they
-are tiny and fix the coder's tables.
+tensors; ``load_weights`` rebuilds the model with its family's builder
+(:class:`~imgcomp.train.config.TrainFamily`) and loads it strictly, in float32. With ``half`` the
+modules the family names in ``TrainFamily.half_float32`` stay float32 (Ballé: the entropy
+densities, factorized and Gaussian scale table: tiny, and they fix the coder's tables).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -19,10 +21,8 @@ from torch import nn
 
 from imgcomp.errors import CheckpointError
 from imgcomp.fsutil import atomic_path
-from imgcomp.nn.balle import BalleModel, build_model
-from imgcomp.nn.density import FactorizedDensity, GaussianConditional
 from imgcomp.train.checkpoint import read_checkpoint, resolve_checkpoint
-from imgcomp.train.config import resolve_arch, train_families
+from imgcomp.train.config import TrainFamily, train_families
 
 __all__ = ["WEIGHTS_FORMAT", "export_weights", "fit_quantiles", "load_weights", "read_metadata"]
 
@@ -35,25 +35,32 @@ _FIXED_METADATA = frozenset(
 )
 
 
-def _float32_keys(model: BalleModel) -> set[str]:
-    """State-dict keys kept in float32 even in half exports (entropy-model tensors)."""
-    keep = set()
+def _float32_keys(model: nn.Module, training: TrainFamily | None) -> set[str]:
+    """State-dict keys kept in float32 even in half exports: those of the modules the family
+    declares (``TrainFamily.half_float32``; Ballé: the entropy densities)."""
+    kinds = training.half_float32 if training is not None else ()
+    keep: set[str] = set()
+    if not kinds:
+        return keep
     for name, module in model.named_modules():
-        if isinstance(module, (FactorizedDensity, GaussianConditional)):
+        if isinstance(module, kinds):
             prefix = f"{name}." if name else ""
             keep.update(prefix + k for k in module.state_dict())
     return keep
 
 
-def fit_quantiles(model: BalleModel, steps: int = 20000, lr: float = 0.1) -> float:
-    """Fit every density's ``quantiles`` to its learned tails (the auxiliary loss alone).
+def fit_quantiles(model: nn.Module, steps: int = 20000, lr: float = 0.1) -> float:
+    """Fit the model's auxiliary parameters on its auxiliary loss alone (``aux_parameters()``,
+    ``aux_loss()``: the split :func:`~imgcomp.train.objectives.train_step` steps too; Ballé:
+    every density's ``quantiles``, fitted to its learned tails).
 
     The quantiles set the entropy coder's symbol range and the quantization offset (median).
     Training fits them alongside the main loss, slowly; a short schedule leaves them loose, so
     export refines them: the loss depends on the density parameters only, no data. Adam with the
-    learning rate decayed 100x over ``steps``. Returns the final auxiliary loss.
+    learning rate decayed 100x over ``steps``. Returns the final auxiliary loss (0 for a model
+    without auxiliary parameters).
     """
-    if not hasattr(model, "aux_parameters"):  # no entropy densities (e.g. the RNN)
+    if not hasattr(model, "aux_parameters"):  # no auxiliary parameters (e.g. the RNN)
         return 0.0
     params = model.aux_parameters()
     if steps <= 0 or not params:
@@ -69,7 +76,7 @@ def fit_quantiles(model: BalleModel, steps: int = 20000, lr: float = 0.1) -> flo
     return float(model.aux_loss().detach())
 
 
-def _source(checkpoint: str | os.PathLike[str]) -> tuple[BalleModel, dict[str, str]]:
+def _source(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, str]]:
     """Model and metadata from a training checkpoint (file or run dir) or an exported file."""
     if Path(checkpoint).suffix == ".safetensors":
         return load_weights(checkpoint), dict(read_metadata(checkpoint))
@@ -133,7 +140,7 @@ def export_weights(
         aux = fit_quantiles(model, fit_quantile_steps)
         done = int(metadata.get("quantile_fit_steps", "0")) + fit_quantile_steps
         metadata.update(quantile_fit_steps=str(done), aux_loss=f"{aux:.6g}")
-    keep32 = _float32_keys(model) if half else set()
+    keep32 = _float32_keys(model, training) if half else set()
     tensors = {}
     for key, value in model.state_dict().items():
         t = value.detach().to(torch.float32)
@@ -160,7 +167,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     return meta
 
 
-def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> BalleModel:
+def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model an exported weights file describes; float32, eval mode, strict load."""
     meta = read_metadata(path)
     try:
@@ -179,15 +186,17 @@ def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu
     return model.to(device).eval()
 
 
-def _build_from_metadata(meta: dict[str, str]) -> tuple[nn.Module, str]:
-    """A fresh model of the family and arguments an export's metadata names (Ballé exports
-    before the family seam: ``arch``, ``N``, ``M`` at the top level)."""
+def _build_from_metadata(meta: Mapping[str, str]) -> tuple[nn.Module, str]:
+    """A fresh model of the family and arguments an export's metadata names: those of its
+    top level where the family reads them there (``TrainFamily.metadata_args``; Ballé exports
+    before the family seam carry nothing else), else the ``config``'s."""
     family = meta.get("family", "balle")
-    if family == "balle" and "arch" in meta:
-        arch = resolve_arch(meta["arch"])
-        return build_model(arch, int(meta["N"]), int(meta["M"])), arch
-    model_args = json.loads(meta["config"])["model"]
     training = train_families().get(family)
+    if training is not None and training.metadata_args is not None:
+        args = training.metadata_args(meta)
+        if args is not None:
+            return training.build(args), f"{family} {args}"
+    model_args = json.loads(meta["config"])["model"]
     if training is None:
         raise ValueError(f"unknown model family {family!r}")
     args = training.normalize(model_args)

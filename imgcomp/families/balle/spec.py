@@ -9,6 +9,12 @@ downsampling factor (16 or 64). Quantization replaces the transforms (``g_a``, `
 that read or write a latent on float32 activations. Structured pruning is the family's own
 (:mod:`imgcomp.families.balle.structured`: torch-pruning traces the couplings through GDN and the
 densities), and a saved pruned codec gets its layers' widths back from the saved tensors.
+
+The models are :mod:`imgcomp.families.balle.model`'s, CompressAI checkpoints load through
+:mod:`imgcomp.families.balle.compressai` (the ``compressai`` checkpoint loader), and the family
+trains on ``rd`` (:mod:`imgcomp.families.balle.objective`); half exports keep the entropy
+densities float32, and an export's model is rebuilt from the ``arch`` / ``N`` / ``M`` at its
+metadata's top level.
 """
 
 from __future__ import annotations
@@ -20,10 +26,19 @@ from typing import Any
 from torch import Tensor, nn
 
 from imgcomp.codecs.latent import FactorizedLatent, HyperpriorLatent, LatentCodec
+from imgcomp.families.balle.compressai import load_compressai
+from imgcomp.families.balle.model import (
+    ARCHITECTURES,
+    BalleModel,
+    FactorizedPrior,
+    build_model,
+    resolve_arch,
+)
+from imgcomp.families.balle.objective import RateDistortion
 from imgcomp.families.balle.structured import layer_width, prune_balle, resize_saved
 from imgcomp.families.spec import Component, FamilySpec, Padding
 from imgcomp.families.weights import shipped_weights_path
-from imgcomp.nn.balle import ARCHITECTURES, BalleModel, FactorizedPrior, build_model, resolve_arch
+from imgcomp.nn.density import FactorizedDensity, GaussianConditional
 from imgcomp.train.config import TrainFamily
 
 __all__ = [
@@ -32,6 +47,7 @@ __all__ = [
     "BALLE_TRAINING",
     "balle_coding_pass",
     "balle_latent",
+    "balle_metadata_args",
     "balle_padding",
     "balle_rebuild",
     "balle_train_args",
@@ -110,13 +126,29 @@ def balle_train_args(args: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def balle_metadata_args(metadata: Mapping[str, str]) -> dict[str, Any] | None:
+    """``{"arch", "N", "M"}`` from the top level of an export's metadata, where every Ballé
+    export writes them (those before the family seam carry no ``config``); None without
+    ``arch``."""
+    if "arch" not in metadata:
+        return None
+    return {
+        "arch": resolve_arch(metadata["arch"]),
+        "N": int(metadata["N"]),
+        "M": int(metadata["M"]),
+    }
+
+
 #: How ``imgcomp train`` builds a Ballé model (the recipe is the global defaults: CompressAI's).
+#: Half exports keep the entropy densities in float32 (tiny, and they fix the coder's tables).
 BALLE_TRAINING = TrainFamily(
     name="balle",
     normalize=balle_train_args,
     build=lambda a: build_model(a["arch"], a["N"], a["M"]),
     multiple=lambda a: ARCHITECTURES[a["arch"]].downsampling_factor,
     example={"arch": "mbt2018-mean", "N": 8, "M": 12},
+    half_float32=(FactorizedDensity, GaussianConditional),
+    metadata_args=balle_metadata_args,
 )
 
 #: The Ballé family (registered by :mod:`imgcomp.families.balle`).
@@ -134,6 +166,7 @@ BALLE = FamilySpec(
     padding=balle_padding,
     objective="rd",
     checkpoint_formats=("imgcomp", "compressai"),
+    checkpoint_loaders={"compressai": load_compressai},
     architectures={arch: partial(build_model, arch) for arch in ARCHITECTURES},
     shipped=shipped_weights_path,
     quant_units={"encoder": ("g_a",), "decoder": ("g_s",), "entropy": ("h_a", "h_s")},
@@ -149,4 +182,5 @@ BALLE = FamilySpec(
     rebuild=balle_rebuild,
     resize_saved=resize_saved,
     example=("mean-scale-hyperprior", {"pretrained": False, "N": 8, "M": 12}),
+    objectives={"rd": RateDistortion},
 )

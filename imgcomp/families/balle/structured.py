@@ -52,8 +52,8 @@ import torch_pruning as tp
 from torch import Tensor, nn
 
 from imgcomp.errors import CheckpointError, ImgcompError
+from imgcomp.families.balle.model import BalleModel, FactorizedPrior
 from imgcomp.families.spec import GroupPruning, group_ratio
-from imgcomp.nn.balle import BalleModel, FactorizedPrior
 from imgcomp.nn.density import FactorizedDensity
 from imgcomp.nn.gdn import GDN
 

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from imgcomp.checkpoints import load_plain
 from imgcomp.errors import CheckpointError, UnknownCodecError
-from imgcomp.nn.balle import ARCHITECTURES, BalleModel
+from imgcomp.families.balle.model import ARCHITECTURES, BalleModel
 from imgcomp.nn.density import FactorizedDensity, GaussianConditional, scale_table
 from imgcomp.nn.gdn import GDN
 

@@ -1,9 +1,11 @@
-"""Learned image codecs: factorized prior, scale hyperprior (Ballé 2018), mean-scale (Minnen 2018).
+"""The Ballé family's models: factorized prior, scale hyperprior (Ballé 2018), mean-scale
+(Minnen 2018).
 
 Layer shapes follow the published architectures (CompressAI's ``bmshj2018-factorized``,
 ``bmshj2018-hyperprior`` and ``mbt2018-mean``), so their checkpoints load through
-:mod:`imgcomp.compat.compressai`. Besides the training ``forward`` each model exposes the steps a
-bitstream codec needs: analysis, hyper analysis/synthesis, integer symbols and their inverse.
+:mod:`imgcomp.families.balle.compressai`. Besides the training ``forward`` each model exposes the
+steps a bitstream codec needs: analysis, hyper analysis/synthesis, integer symbols and their
+inverse.
 """
 
 from __future__ import annotations
