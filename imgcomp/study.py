@@ -59,7 +59,6 @@ __all__ = [
     "EXTENDED_GRID",
     "GRIDS",
     "GRID_RATIOS",
-    "STRUCTURED_COMPONENTS",
     "STRUCTURED_CONFIG",
     "STRUCTURED_RECOVER_STEPS",
     "STRUCTURED_ROUND_TO",
@@ -309,24 +308,16 @@ def study_grid(family: str = DEFAULT_FAMILY) -> list[StudyConfig]:
     ]
 
 
-#: The components the structured configuration prunes, where a family's is not every table
-#: component. HiFiC: the generator alone, its target's configuration ("structured generator
-#: pruning at 0.3 after recovery: decode <= 0.70x"); decode time is the generator's, and the
-#: latent channels span encoder, generator and probability model, so pruning all three would
-#: cut the latent (and change the rate) too.
-STRUCTURED_COMPONENTS: dict[str, tuple[str, ...]] = {"hific": ("generator",)}
-
-
 def structured_config(family: str = DEFAULT_FAMILY) -> StudyConfig:
-    """Structured pruning at 0.3 on every table component of ``family`` (those of
-    :data:`STRUCTURED_COMPONENTS` where it names the family: HiFiC's generator), with
+    """Structured pruning at 0.3 on every table component of ``family`` (its declared
+    ``structured_components`` where it has them: HiFiC's generator), with
     :data:`STRUCTURED_RECOVER_STEPS` of recovery and widths rounded to
     :data:`STRUCTURED_ROUND_TO`; channels ranked by activations where the family's structured
     pruning has that (Ballé's), by L1 norm where the family declares its channel groups (the
     RNN: ``importance='activation'`` is Ballé-only)."""
     spec = get_family(family)
     return StudyConfig(
-        ratios=dict.fromkeys(STRUCTURED_COMPONENTS.get(family, spec.table_components), 0.3),
+        ratios=dict.fromkeys(spec.structured_components or spec.table_components, 0.3),
         method="structured",
         importance="l1" if spec.channel_groups is not None else "activation",
         recover_steps=STRUCTURED_RECOVER_STEPS,

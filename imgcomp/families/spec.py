@@ -202,6 +202,9 @@ class FamilySpec:
     #: the components the study's tables give a pruning-ratio column (and its grids prune), in
     #: table order; empty: every component (the Toderici RNN's Table 1: encoder and decoder)
     study_components: tuple[str, ...] = ()
+    #: the components the study's structured row prunes; empty: the table components (HiFiC:
+    #: the generator alone, as its target says; the latent spans all three components)
+    structured_components: tuple[str, ...] = ()
     #: a fresh model from its ``model.config`` (saved codecs rebuild with it; None: the
     #: training builder)
     rebuild: Callable[[Mapping[str, Any]], nn.Module] | None = None

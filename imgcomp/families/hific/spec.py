@@ -209,6 +209,9 @@ HIFIC = FamilySpec(
     objectives={HiFiCGAN.name: HiFiCGAN},
     coding_pass=hific_coding_pass,
     study_components=("encoder", "generator", "probability"),
+    # the target's configuration ("structured generator pruning at 0.3 after recovery"): decode
+    # time is the generator's, and pruning all three would cut the latent and change the rate
+    structured_components=("generator",),
     channel_groups=hific_channel_groups,
     after_resize=hific_after_resize,
     codec=lambda *args, **kwargs: _hific_codec()(*args, **kwargs),
