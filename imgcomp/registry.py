@@ -63,6 +63,15 @@ def register_codec(
     return decorate
 
 
+def unregister_codec(name: str) -> None:
+    """Forget a registered codec and its aliases (tests that register a codec of their own)."""
+    _FACTORIES.pop(name, None)
+    for alias in [a for a, target in _ALIASES.items() if target == name]:
+        del _ALIASES[alias]
+    _PROGRESSIVE.discard(name)
+    _CODEC_FAMILY.pop(name, None)
+
+
 def _ensure_builtin_codecs() -> None:
     """Register the built-in codecs once (the first lookup imports :mod:`imgcomp.builtin`)."""
     importlib.import_module(BUILTIN_MODULE)  # cached in sys.modules after the first call
