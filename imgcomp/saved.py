@@ -76,14 +76,21 @@ def _check_op(op: object, components: Sequence[str] = BALLE_COMPONENTS) -> str:
     return op  # type: ignore[return-value]
 
 
-def _family_components(name: str) -> tuple[str, ...]:
-    """The components of the family of learned codec ``name`` (Ballé's if it has none)."""
-    from imgcomp.registry import codec_family, get_family
+def _codec_family_name(name: str) -> str | None:
+    """The family of learned codec ``name``, None when it is not a registered learned codec."""
+    from imgcomp.registry import codec_family
 
     try:
-        family = codec_family(name)
+        return codec_family(name)
     except ImgcompError:
-        family = None
+        return None
+
+
+def _family_components(name: str) -> tuple[str, ...]:
+    """The components of the family of learned codec ``name`` (Ballé's if it has none)."""
+    from imgcomp.registry import get_family
+
+    family = _codec_family_name(name)
     return get_family(family).component_names if family else tuple(BALLE_COMPONENTS)
 
 
@@ -176,7 +183,8 @@ def _check_record(record: object, where: str) -> None:
         raise bad("fingerprint must be 16 hex digits")
     config = record["config"]
     components = _family_components(record["name"])
-    if "arch" in config or components == tuple(BALLE_COMPONENTS):  # a Ballé model
+    family = _codec_family_name(record["name"])
+    if family == "balle" or (family is None and "arch" in config):  # a Ballé model
         n, m = config.get("N"), config.get("M")
         dims_ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (n, m))
         if not isinstance(config.get("arch"), str) or not dims_ok:

@@ -146,7 +146,9 @@ def prune(
         if config.recover_steps:
             rd = family_of(model).objective == "rd"
             if rd and config.lmbda is None:
-                config = replace(config, lmbda=_training_lambda(codec))
+                trained = _weights_objective_args(codec).get("lmbda")
+                lmbda = float(trained) if trained is not None else _training_lambda(codec)
+                config = replace(config, lmbda=lmbda)
             recover(
                 model,
                 config.recover_steps,
@@ -280,11 +282,17 @@ def _weights_objective_args(codec: LearnedCodec) -> dict[str, object]:
     if path is None:
         return {}
     config = read_metadata(path).get("config")
-    return dict(json.loads(config).get("objective_args", {})) if config else {}
+    if not config:
+        return {}
+    data = json.loads(config)
+    if "objective_args" not in data and "lmbda" in data:  # the flat layout of early exports
+        return {"lmbda": data["lmbda"]}
+    return dict(data.get("objective_args", {}))
 
 
 def _training_lambda(codec: LearnedCodec) -> float:
-    """The lambda the shipped weights were trained with (their metadata), for recovery."""
+    """The lambda of the shipped weights at the codec's quality (a codec of random weights
+    recovers at the lambda its quality names), for recovery."""
     from imgcomp.zoo import shipped_weights_path
 
     quality = codec.params.get("quality")
