@@ -7,14 +7,15 @@ op                              decode latency            SSIM drop
 ==============================  ========================  ================
 structured generator 0.3        <= 0.70x                  <= 0.02
 int8                            <= 0.60x (int8 engine)    <= 0.01
-bf16                            <= 0.60x (native bf16)    <= 0.005
+bf16                            (reported)                <= 0.005
 ==============================  ========================  ================
 
 Structured is the study's HiFiC configuration (:func:`imgcomp.study.structured_config`, the
 ``structured`` case of the matrix: the generator alone at 0.3, channels ranked by L1 norm,
 widths rounded to 4, 300 recovery steps); int8 and bf16 quantize every component (encoder,
-generator, probability model). The issue sets the structured and int8 targets; bf16's are the
-RNN's (none is stated for HiFiC). bf16 and int8 gate only where the hardware delivers them
+generator, probability model). The issue sets the structured and int8 targets; none for bf16, so
+its decode ratio is only reported and its SSIM drop gates at
+the RNN's 0.005. int8 gates only where the hardware delivers it
 (:func:`imgcomp.hardware.speedup_gate`); structured always. The ratios are timed on one thread,
 as the family's int8 decode ratio was measured and as the bf16 gate measures its kernels.
 
@@ -42,7 +43,7 @@ from imgcomp.nn.determinism import single_cpu_thread
 from imgcomp.study import StudyConfig, structured_config
 from imgcomp.timing import time_side_by_side
 
-DECODE_TARGETS = {"structured": 0.70, "int8": 0.60, "bf16": 0.60}
+DECODE_TARGETS = {"structured": 0.70, "int8": 0.60}
 SSIM_DROP_TARGETS = {"structured": 0.02, "int8": 0.01, "bf16": 0.005}
 #: The SSIM-drop targets are defined over all 24 Kodak images; fewer gate at target + this (as
 #: the RNN's, bench/test_rnn.py).
