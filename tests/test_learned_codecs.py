@@ -132,7 +132,8 @@ def test_shipped_weights_are_documented_small_and_work(photo: np.ndarray) -> Non
 
     files = sorted(WEIGHTS_DIR.glob("*.safetensors"))
     assert len(files) >= 4
-    assert sum(f.stat().st_size for f in files) < 25e6
+    # the zoo budget: 25 MB for the Ballé and RNN models, 30 MB once the study's HiFiC ships
+    assert sum(f.stat().st_size for f in files) < 30e6
     card = (WEIGHTS_DIR / "README.md").read_text()
     for f in files:
         assert f.name in card, f"{f.name} has no model card entry"
