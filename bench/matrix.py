@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 import imgcomp
 from bench.case import DEFAULT_BASE, Case, learned_cases
 from imgcomp import study
+from imgcomp.baselines import Tolerance
 from imgcomp.codecs.base import Codec
 from imgcomp.ops.config import quant_config
 from imgcomp.study import StudyConfig, case_family, get_grid, structured_config
@@ -85,6 +86,12 @@ OTHER_QUICK = {
 }
 
 
+#: Cases whose pruning fine-tunes (structured + 300 recovery steps) drift between CPUs: the
+#: RNN's recovered case on kodim01-03 lost 0.0072 SSIM and gained 2.2% bpp on an Intel AMX
+#: host against the AMD host that wrote its baseline, the same code on both. The RNN's and
+#: HiFiC's recovered cases gate at this; the Ballé ones kept the default on both hosts.
+RECOVERED_TOLERANCE = Tolerance(ssim_abs=0.01, bpp_rel=0.03)
+
 #: Pruned codecs by (base case, pruning tag, device, training data), shared by the cases that
 #: quantize them.
 _PRUNED: dict[tuple[str, str, str, str], Codec] = {}
@@ -111,7 +118,11 @@ def op_case(base: Case, prune: OpSpec | None, quant: OpSpec | None) -> Case:
         id=f"{base.id}/prune={ptag}/quant={qtag}",
         family=base.id,
         factory=factory,
-        tolerance=base.tolerance,
+        tolerance=(
+            RECOVERED_TOLERANCE
+            if prune and "structured" in prune.tag and case_family(base.id) != "balle"
+            else base.tolerance
+        ),
         quick=(
             f"{ptag}/quant={qtag}" in QUICK
             if base.id == DEFAULT_BASE

@@ -33,17 +33,14 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
 from bench.case import rnn_cases
-from bench.matrix import _family_quant, _prune, op_case
+from bench.side_by_side import decode_side_by_side, family_variants
 from bench.test_speedups import FULL_GATE_IMAGES, PARTIAL_RUN_SLACK
 from imgcomp.bitstream import unpack
 from imgcomp.evaluate import summarize
 from imgcomp.hardware import CAPABILITY_NEEDED, cpu_capabilities, measure_bf16_ratio, speedup_gate
-from imgcomp.nn.determinism import single_cpu_thread
 from imgcomp.progressive import truncate
-from imgcomp.study import StudyConfig, structured_config
 from imgcomp.timing import time_side_by_side
 
 DECODE_TARGETS = {"structured": 0.70, "bf16": 0.60, "int8": 0.60}
@@ -61,26 +58,13 @@ ROUNDS = 5
 pytestmark = pytest.mark.study
 
 BASE = rnn_cases()[0]
-VARIANTS = {
-    "float32": BASE,
-    "structured": op_case(BASE, _prune(structured_config("rnn")), None),
-    "bf16": op_case(BASE, None, _family_quant(StudyConfig(quant="bf16", family="rnn"))),
-    "int8": op_case(BASE, None, _family_quant(StudyConfig(quant="int8", family="rnn"))),
-}
+VARIANTS = family_variants(BASE, "rnn")
 
 
 @pytest.fixture(scope="module")
 def rnn_side_by_side(codec_for, timing_images):
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        pytest.skip("side-by-side timings need the machine to themselves; run with -n 0")
-    codecs = {name: codec_for(case) for name, case in VARIANTS.items()}
-    images = [img for _, img in timing_images]
-    streams = {name: [c.encode(img) for img in images] for name, c in codecs.items()}
-    with single_cpu_thread(torch.device("cpu")):  # see the module docstring
-        return time_side_by_side(
-            {n: [lambda c=codecs[n], s=s: c.decode(s) for s in streams[n]] for n in codecs},
-            ROUNDS,
-        )
+    """Decode times of the variants side by side, on one thread (see the module docstring)."""
+    return decode_side_by_side(VARIANTS, codec_for, timing_images, ROUNDS)
 
 
 @pytest.mark.latency
