@@ -97,3 +97,31 @@ def kodak_dir() -> Path:
     the user cache): every unit test that reads real Kodak files finds them here."""
     cache = cache_dir() / "kodak"
     return _shared_dir("IMGCOMP_KODAK_DIR", KODAK_HOLDS, "data", "kodak", kodak_cache=cache)
+
+
+class _Reporter:
+    """A terminal reporter that keeps the lines it is given (sections marked ``== title``)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def section(self, title: str) -> None:
+        self.lines.append(f"== {title}")
+
+    def write_line(self, line: str) -> None:
+        self.lines.extend(line.splitlines())
+
+
+@pytest.fixture
+def study_table_lines(monkeypatch: pytest.MonkeyPatch):
+    """``lines(summaries)``: what the bench's study-table section writes for these case
+    summaries (case id -> summary, as the quality pass collects them)."""
+    from bench import conftest as bench_conftest
+
+    def lines(summaries: dict) -> list[str]:
+        reporter = _Reporter()
+        monkeypatch.setattr(bench_conftest, "_SUMMARY", summaries)
+        bench_conftest._write_study_tables(reporter)
+        return reporter.lines
+
+    return lines

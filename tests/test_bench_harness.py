@@ -99,10 +99,15 @@ def test_bad_training_data_stops_the_run_once(tmp_path: Path) -> None:
     assert run.returncode == 4 and out.count("cannot load --train-data") == 1, out
 
 
-def test_rnn_study_cases_join_the_study_and_full_matrices() -> None:
+def _summaries(ids: list[str]) -> dict[str, dict]:
+    """Quality-pass summaries of 2 images each for the case ``ids`` (all alike)."""
+    means = {"bpp": 0.3, "bytes": 100.5, "psnr": 30.0, "ssim": 0.6, "ms_ssim": 0.9}
+    return {c: {"case": c, "images": 2, **means, "encode_s": 0.5, "decode_s": 0.25} for c in ids}
+
+
+def test_rnn_study_cases_join_the_study_and_full_matrices(study_table_lines) -> None:
     """The RNN's Table 1 / extended op cases: ids from its components, read back by the study
     (its table from their summaries); in the study and full matrices, not the default."""
-    from bench import conftest as bench_conftest
     from bench.case import rnn_cases
     from bench.matrix import study_op_cases
     from imgcomp.study import get_grid, parse_case_id
@@ -135,29 +140,9 @@ def test_rnn_study_cases_join_the_study_and_full_matrices() -> None:
         assert rnn_ids == [base.id, *(c.id for c in extended)], matrix
     assert not any(c.id.startswith("toderici2017") for c in all_cases("default"))
 
-    means = {"bpp": 0.3, "bytes": 100.5, "psnr": 30.0, "ssim": 0.6, "ms_ssim": 0.9}
-    ids = [base.id, *table1]
-    fake = {c: {"case": c, "images": 2, **means, "encode_s": 0.5, "decode_s": 0.25} for c in ids}
-
-    class Reporter:
-        def __init__(self) -> None:
-            self.lines: list[str] = []
-
-        def section(self, title: str) -> None:
-            self.lines.append(f"== {title}")
-
-        def write_line(self, line: str) -> None:
-            self.lines.extend(line.splitlines())
-
-    tr = Reporter()
-    mp = pytest.MonkeyPatch()
-    mp.setattr(bench_conftest, "_SUMMARY", fake)
-    try:
-        bench_conftest._write_study_tables(tr)
-    finally:
-        mp.undo()
-    assert tr.lines[1].startswith("toderici2017-i3 (2 images")
-    assert tr.lines[2].split()[:4] == ["enc", "dec", "method", "quant"] and len(tr.lines) == 3 + 5
+    lines = study_table_lines(_summaries([base.id, *table1]))
+    assert lines[1].startswith("toderici2017-i3 (2 images")
+    assert lines[2].split()[:4] == ["enc", "dec", "method", "quant"] and len(lines) == 3 + 5
 
 
 def test_hific_cases_join_the_study_and_full_matrices(tmp_path: Path, monkeypatch) -> None:
@@ -202,31 +187,15 @@ def test_hific_cases_join_the_study_and_full_matrices(tmp_path: Path, monkeypatc
             case.build()
 
 
-def test_hific_study_table_from_bench_summaries(monkeypatch) -> None:
+def test_hific_study_table_from_bench_summaries(study_table_lines) -> None:
     """The bench's study section prints HiFiC's op cases as its Table 2: encoder, generator and
     probability-model ratios."""
-    from bench import conftest as bench_conftest
     from bench.case import hific_cases
     from bench.matrix import matrix_op_cases
 
     (base,) = hific_cases()
     ids = [base.id, *(c.id for c in matrix_op_cases(base)[:5])]
-    means = {"bpp": 0.3, "bytes": 100.5, "psnr": 30.0, "ssim": 0.6, "ms_ssim": 0.9}
-    fake = {c: {"case": c, "images": 2, **means, "encode_s": 0.5, "decode_s": 0.25} for c in ids}
-
-    class Reporter:
-        def __init__(self) -> None:
-            self.lines: list[str] = []
-
-        def section(self, title: str) -> None:
-            self.lines.append(f"== {title}")
-
-        def write_line(self, line: str) -> None:
-            self.lines.extend(line.splitlines())
-
-    tr = Reporter()
-    monkeypatch.setattr(bench_conftest, "_SUMMARY", fake)
-    bench_conftest._write_study_tables(tr)
-    assert tr.lines[1].startswith("hific (2 images")
-    assert tr.lines[2].split()[:5] == ["enc", "gen", "pro", "method", "quant"]
-    assert len(tr.lines) == 3 + 1 + len(ids)
+    lines = study_table_lines(_summaries(ids))
+    assert lines[1].startswith("hific (2 images")
+    assert lines[2].split()[:5] == ["enc", "gen", "pro", "method", "quant"]
+    assert len(lines) == 3 + 1 + len(ids)

@@ -785,11 +785,11 @@ def test_toy_family_bench_cases(
     train_dir: Path,
     small_images: list[np.ndarray],
     monkeypatch: pytest.MonkeyPatch,
+    study_table_lines,
 ) -> None:
     """A bench base case of the toy codec, its op cases (ids the study reads back with the
     family), built and evaluated through real bytes as the quality gate does, and the bench's
     study table of their summaries."""
-    from bench import conftest as bench_conftest
     from bench import matrix
     from bench.case import codec_case
 
@@ -825,20 +825,8 @@ def test_toy_family_bench_cases(
     assert table[2].build("cpu", str(train_dir)).ops == ("prune=ana0.3,syn0.3,pri0:l1-layer",)
     assert int8.build("cpu", str(train_dir)).ops == ("quantize:int8:analysis+synthesis+prior",)
 
-    class Reporter:
-        def __init__(self) -> None:
-            self.lines: list[str] = []
-
-        def section(self, title: str) -> None:
-            self.lines.append(f"== {title}")
-
-        def write_line(self, line: str) -> None:
-            self.lines.extend(line.splitlines())
-
-    tr = Reporter()
-    monkeypatch.setattr(bench_conftest, "_SUMMARY", summaries)
-    bench_conftest._write_study_tables(tr)
-    assert tr.lines[1].startswith("toy-c4 (2 images")
-    assert tr.lines[2].split()[:4] == ["ana", "syn", "method", "quant"]
-    assert len(tr.lines) == 2 + 2 + 3  # section, title, head, rule, one row per case
-    assert [line.split()[:2] for line in tr.lines[4:]] == [["0", "0"], ["0.3", "0.3"], ["0", "0"]]
+    lines = study_table_lines(summaries)
+    assert lines[1].startswith("toy-c4 (2 images")
+    assert lines[2].split()[:4] == ["ana", "syn", "method", "quant"]
+    assert len(lines) == 2 + 2 + 3  # section, title, head, rule, one row per case
+    assert [line.split()[:2] for line in lines[4:]] == [["0", "0"], ["0.3", "0.3"], ["0", "0"]]

@@ -361,9 +361,7 @@ def test_parse_case_id() -> None:
             parse_case_id(bad)
 
 
-def test_bench_summary_section(monkeypatch) -> None:
-    from bench import conftest as bench_conftest
-
+def test_bench_summary_section(study_table_lines) -> None:
     def summary(case: str, ssim: float) -> dict:
         means = {"bpp": 0.3, "bytes": 100.5, "psnr": 30.0, "ssim": ssim, "ms_ssim": 0.9}
         return {"case": case, "images": 2, **means, "encode_s": 0.5, "decode_s": 0.25}
@@ -374,24 +372,10 @@ def test_bench_summary_section(monkeypatch) -> None:
         "mbt2018-mean-q3",
         "jpeg-q10",
     ]
-    fake = {c: summary(c, 0.5 + i / 10) for i, c in enumerate(ids)}
-    monkeypatch.setattr(bench_conftest, "_SUMMARY", fake)
-
-    class Reporter:
-        def __init__(self) -> None:
-            self.lines: list[str] = []
-
-        def section(self, title: str) -> None:
-            self.lines.append(f"== {title}")
-
-        def write_line(self, line: str) -> None:
-            self.lines.extend(line.splitlines())
-
-    tr = Reporter()
-    bench_conftest._write_study_tables(tr)
-    assert "quality pass" in tr.lines[0] and tr.lines[1].startswith("mbt2018-mean-q3 (2 images")
-    body = tr.lines[4:]
-    assert len(body) == 3 and not any("jpeg" in line for line in tr.lines)
+    lines = study_table_lines({c: summary(c, 0.5 + i / 10) for i, c in enumerate(ids)})
+    assert "quality pass" in lines[0] and lines[1].startswith("mbt2018-mean-q3 (2 images")
+    body = lines[4:]
+    assert len(body) == 3 and not any("jpeg" in line for line in lines)
     assert "0.7000" in body[0] and "0.6000" in body[1] and "int8" in body[2]  # base row first
     assert "00:00:01.50" in body[0]  # (0.5 + 0.25) s per image x 2 images
 

@@ -144,20 +144,13 @@ def prune(
                 model, ratios, config.importance, calibration, config.round_to
             )
         if config.recover_steps:
-            rd = family_of(model).objective == "rd"
-            if rd and config.lmbda is None:
-                trained = _weights_objective_args(codec).get("lmbda")
-                lmbda = float(trained) if trained is not None else _training_lambda(codec)
+            # the loss the weights were trained with, at the codec's own settings (the RNN's
+            # iterations); rd's lambda: the config's, else the weights'
+            args = {**_weights_objective_args(codec), **_codec_objective_args(codec)}
+            if family_of(model).objective == "rd" and config.lmbda is None:
+                lmbda = float(args["lmbda"]) if "lmbda" in args else _training_lambda(codec)
                 config = replace(config, lmbda=lmbda)
-            recover(
-                model,
-                config.recover_steps,
-                config.lmbda,
-                data,
-                objective_args={**_weights_objective_args(codec), **_codec_objective_args(codec)}
-                if not rd
-                else _codec_objective_args(codec),
-            )
+            recover(model, config.recover_steps, config.lmbda, data, objective_args=args)
     else:
         raise ImgcompError(f"unknown pruning config {config!r}")
     new = derive(codec, model, config.record())
@@ -274,13 +267,16 @@ def _weights_file(codec: LearnedCodec) -> str | None:
 def _weights_objective_args(codec: LearnedCodec) -> dict[str, object]:
     """The objective arguments the codec's weights were trained with (their metadata's config):
     recovery fine-tunes under the loss that made them (HiFiC: its rate target and weights)."""
+    path = _weights_file(codec)
+    return {} if path is None else _trained_objective_args(path)
+
+
+def _trained_objective_args(path: str | os.PathLike[str]) -> dict[str, object]:
+    """The objective arguments in the config of exported weights ``path`` ({} without one)."""
     import json
 
     from imgcomp.train import read_metadata
 
-    path = _weights_file(codec)
-    if path is None:
-        return {}
     config = read_metadata(path).get("config")
     if not config:
         return {}
@@ -293,12 +289,8 @@ def _weights_objective_args(codec: LearnedCodec) -> dict[str, object]:
 def _training_lambda(codec: LearnedCodec) -> float:
     """The lambda of the shipped weights at the codec's quality (a codec of random weights
     recovers at the lambda its quality names), for recovery."""
-    from imgcomp.zoo import shipped_weights_path
-
     quality = codec.params.get("quality")
     if quality is None:
         raise ImgcompError("give lmbda= for recovery: the codec has no shipped training lambda")
-    from imgcomp.train import read_metadata
-
-    path = shipped_weights_path(codec.name, int(quality))
-    return float(read_metadata(path)["lmbda"])
+    path = family_of(codec.model).shipped(codec.name, int(quality))
+    return float(_trained_objective_args(path)["lmbda"])

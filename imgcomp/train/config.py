@@ -27,6 +27,7 @@ __all__ = [
     "RESUME_FREE_FIELDS",
     "TrainConfig",
     "TrainFamily",
+    "check_float",
     "resume_mismatches",
     "train_families",
 ]
@@ -192,9 +193,9 @@ class TrainConfig:
         if self.patch_size < family.min_patch:
             raise ValueError(f"patch_size must be at least {family.min_patch} for {self.family}")
         for name in ("lr", "aux_lr"):
-            _check_float(name, getattr(self, name), low=0.0, low_open=True)
-        _check_float("clip_max_norm", self.clip_max_norm, low=0.0)
-        _check_float("lr_gamma", self.lr_gamma, low=0.0, high=1.0, low_open=True)
+            check_float(name, getattr(self, name), low=0.0, low_open=True)
+        check_float("clip_max_norm", self.clip_max_norm, low=0.0)
+        check_float("lr_gamma", self.lr_gamma, low=0.0, high=1.0, low_open=True)
         if not isinstance(self.lr_milestones, (list, tuple)):
             raise ValueError(f"lr_milestones must be a list, got {self.lr_milestones!r}")
         self.lr_milestones = [
@@ -202,13 +203,13 @@ class TrainConfig:
             for m in self.lr_milestones
         ]
         for m in self.lr_milestones:
-            _check_float("each lr milestone", m, low=0.0, high=1.0, low_open=True)
+            check_float("each lr milestone", m, low=0.0, high=1.0, low_open=True)
         if list(self.lr_milestones) != sorted(self.lr_milestones):
             raise ValueError(f"lr_milestones must be increasing, got {self.lr_milestones}")
-        _check_float("lr_drop_fraction", self.lr_drop_fraction, low=0.0, high=1.0)
-        _check_float("lr_drop_factor", self.lr_drop_factor, low=0.0, high=1.0, low_open=True)
+        check_float("lr_drop_fraction", self.lr_drop_fraction, low=0.0, high=1.0)
+        check_float("lr_drop_factor", self.lr_drop_factor, low=0.0, high=1.0, low_open=True)
         if self.max_seconds is not None:
-            _check_float("max_seconds", self.max_seconds, low=0.0)
+            check_float("max_seconds", self.max_seconds, low=0.0)
         for name in ("amp", "channels_last", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -294,13 +295,15 @@ def _check_int(name: str, value: object, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _check_float(
+def check_float(
     name: str,
     value: object,
     low: float,
     high: float | None = None,
     low_open: bool = False,
 ) -> None:
+    """ValueError naming ``name`` unless ``value`` is a real number (no bool, no NaN) within
+    ``low`` (exclusive with ``low_open``) and ``high``: the check of configs and objectives."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if ok:
         v = float(value)

@@ -24,7 +24,14 @@ from imgcomp.fsutil import atomic_path
 from imgcomp.train.checkpoint import read_checkpoint, resolve_checkpoint
 from imgcomp.train.config import TrainFamily, train_families
 
-__all__ = ["WEIGHTS_FORMAT", "export_weights", "fit_quantiles", "load_weights", "read_metadata"]
+__all__ = [
+    "WEIGHTS_FORMAT",
+    "export_weights",
+    "fit_quantiles",
+    "load_weights",
+    "read_metadata",
+    "read_weight_tensors",
+]
 
 WEIGHTS_FORMAT = "imgcomp.weights/1"
 
@@ -174,16 +181,21 @@ def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu
         model, what = _build_from_metadata(meta)
     except (KeyError, ValueError, TypeError) as exc:  # UnknownCodecError is a KeyError
         raise CheckpointError(f"{os.fspath(path)!r}: bad metadata: {exc}") from None
-    try:
-        tensors = load_file(os.fspath(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read weights {os.fspath(path)!r}: {exc}") from None
+    tensors = read_weight_tensors(path)
     state = {k: v.to(torch.float32) if v.is_floating_point() else v for k, v in tensors.items()}
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{os.fspath(path)!r} does not fit {what}: {exc}") from None
     return model.to(device).eval()
+
+
+def read_weight_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors weights file as stored (CheckpointError if unreadable)."""
+    try:
+        return load_file(os.fspath(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read weights {os.fspath(path)!r}: {exc}") from None
 
 
 def _build_from_metadata(meta: Mapping[str, str]) -> tuple[nn.Module, str]:

@@ -31,6 +31,7 @@ from imgcomp.train.checkpoint import (
 )
 from imgcomp.train.config import TrainConfig, resume_mismatches
 from imgcomp.train.data import PatchSampler, step_seed
+from imgcomp.train.export import read_weight_tensors
 from imgcomp.trainsets import load_training_set
 
 __all__ = ["LOG_NAME", "resolve_device", "train", "warm_start"]
@@ -174,15 +175,9 @@ def warm_start(model: torch.nn.Module, path: str | os.PathLike[str]) -> None:
     """Load ``path``'s weights (an exported ``.safetensors`` or a training checkpoint) into
     ``model``: every tensor must fit; only the model's adversary (a discriminator, which exports
     drop) may be missing, and keeps its fresh initialisation."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     where = os.fspath(path)
     if Path(where).suffix == ".safetensors":
-        try:
-            weights = load_file(where)
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"cannot read warm-start weights {where!r}: {exc}") from None
+        weights = read_weight_tensors(where)
     else:
         weights = read_checkpoint(where)["model"]
     own = model.state_dict()

@@ -13,14 +13,15 @@ from imgcomp.families.hific.model import (
     HiFiC,
 )
 
-__all__ = ["build_hific", "scaled_filters"]
+__all__ = ["build_hific", "scaled_widths"]
 
 
-def scaled_filters(width: float = 1.0) -> tuple[int, ...]:
-    """The encoder filters (60, 120, 240, 480, 960) times ``width``, each at least 1."""
+def scaled_widths(base: Sequence[int], width: object, what: str = "width") -> tuple[int, ...]:
+    """The widths ``base`` (e.g. the encoder filters 60 .. 960) times ``width``, each at least 1;
+    ValueError naming ``what`` unless ``width`` is a positive number."""
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-        raise ImgcompError(f"width must be a positive number, got {width!r}")
-    return tuple(max(1, round(f * width)) for f in ENCODER_FILTERS)
+        raise ValueError(f"{what} must be a positive number, got {width!r}")
+    return tuple(max(1, round(f * width)) for f in base)
 
 
 def build_hific(
@@ -37,7 +38,7 @@ def build_hific(
             latent_channels=channels,
             n_residual_blocks=blocks,
             hyperlatent_filters=hyper_channels,
-            filters=scaled_filters(width) if filters is None else filters,
+            filters=scaled_widths(ENCODER_FILTERS, width) if filters is None else filters,
             discriminator=False,
         )
     except (TypeError, ValueError) as exc:

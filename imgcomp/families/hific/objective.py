@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from imgcomp.train.config import check_float
 from imgcomp.train.objectives import psnr_from_mse
 from imgcomp.train.perceptual import ssim_index
 
@@ -38,13 +39,6 @@ __all__ = ["HiFiCGAN", "HiFiCStage"]
 _PERCEPTUAL = ("ssim", "none")
 #: The original's schedules: lambda x2 and target x(1/0.7) for the first 50,000 steps.
 _EARLY_LAMBDA, _EARLY_TARGET = 2.0, 1.0 / 0.7
-
-
-def _number(name: str, value: object, low: float, high: float | None = None) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-    if not ok or value < low or (high is not None and value > high):
-        bound = f">= {low}" + (f" and <= {high}" if high is not None else "")
-        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -67,9 +61,9 @@ class HiFiCGAN:
 
     def __post_init__(self) -> None:
         for name in ("target_rate", "lambda_A", "lambda_B", "k_M", "k_P", "beta"):
-            _number(name, getattr(self, name), 0.0)
+            check_float(name, getattr(self, name), low=0.0)
         for name in ("gan_start", "schedule_fraction"):
-            _number(name, getattr(self, name), 0.0, 1.0)
+            check_float(name, getattr(self, name), low=0.0, high=1.0)
         if not self.lambda_A > self.lambda_B:
             raise ValueError(f"lambda_A ({self.lambda_A}) must exceed lambda_B ({self.lambda_B})")
         if self.perceptual not in _PERCEPTUAL:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from imgcomp.errors import ImgcompError
-from imgcomp.families.hific.build import build_hific
+from imgcomp.families.hific.build import build_hific, scaled_widths
 from imgcomp.families.hific.latent import hific_coding_pass, hific_latent
 from imgcomp.families.hific.model import (
     DISCRIMINATOR_FILTERS,
@@ -98,12 +98,6 @@ _CANONICAL = (
 )
 
 
-def _scaled(base: tuple[int, ...], width: object, what: str) -> list[int]:
-    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
-        raise ValueError(f"{what} must be a positive number, got {width!r}")
-    return [max(1, round(f * width)) for f in base]
-
-
 def hific_train_args(args: Mapping[str, Any]) -> dict[str, Any]:
     """Complete training-model arguments (the constructor's names) from the given ones:
     ``channels`` / ``blocks`` / ``hyper_channels`` shorthands, ``width`` (x the original
@@ -121,10 +115,12 @@ def hific_train_args(args: Mapping[str, Any]) -> dict[str, Any]:
     for given, derived in (("width", "filters"), ("discriminator_width", "discriminator_filters")):
         if given in args and derived in args:
             raise ValueError(f"give {given} or {derived}, not both")
-    filters = args.get("filters", _scaled(ENCODER_FILTERS, args.get("width", 1.0), "width"))
+    filters = args.get("filters", scaled_widths(ENCODER_FILTERS, args.get("width", 1.0)))
     disc = args.get(
         "discriminator_filters",
-        _scaled(DISCRIMINATOR_FILTERS, args.get("discriminator_width", 1.0), "discriminator_width"),
+        scaled_widths(
+            DISCRIMINATOR_FILTERS, args.get("discriminator_width", 1.0), "discriminator_width"
+        ),
     )
     out = {
         "latent_channels": args.get("latent_channels", LATENT_CHANNELS),
