@@ -132,6 +132,7 @@ def quantize_model(
         raise ImgcompError(f"gdn must be one of {GDN_MODES}, got {gdn!r}")
     transforms = selected_transforms(model, comps)
     if kind == "int8":
+        whole = set(transforms)
         transforms, foreign = _int8_units(model, family, transforms)
         if foreign:
             raise ImgcompError(
@@ -181,6 +182,7 @@ def quantize_model(
                 gdn=gdn,
                 float_activations=keep.get(attr, {}),
                 float_modules=family.int8_float_modules,
+                channels_last_out=attr not in whole,  # a unit nested in float code
             )
             _replace(model, attr, wrapped)
             layers += info

@@ -186,24 +186,35 @@ def _quantized_state(module: Int8Transform, state: dict, prefix: str, *_args) ->
 
 
 class Int8Transform(nn.Module):
-    """An FX-quantized transform: float32 NCHW in, float32 NCHW out, int8 inside.
+    """An FX-quantized transform: float32 in, float32 out, int8 inside.
 
     ``compact`` maps state-dict keys (relative to ``graph``) of sub-pixel conv weights to their
     geometry, so they serialize in transposed-conv layout (see :mod:`imgcomp.ops.quant.state`).
+    A whole transform hands back NCHW; a unit nested inside a float computation
+    (``channels_last_out``, e.g. one RNN convolution among float gates) hands back the
+    channels_last tensor it computed, so the float ops after it and the next unit copy nothing.
     """
 
-    def __init__(self, graph: nn.Module, engine: str, compact: dict[str, SubpixelGeometry]) -> None:
+    def __init__(
+        self,
+        graph: nn.Module,
+        engine: str,
+        compact: dict[str, SubpixelGeometry],
+        channels_last_out: bool = False,
+    ) -> None:
         super().__init__()
         self.graph = graph
         self.engine = engine
         self.compact = dict(compact)
+        self.channels_last_out = bool(channels_last_out)
         self.register_state_dict_post_hook(_plain_state)
         self.register_load_state_dict_pre_hook(_quantized_state)
 
     def forward(self, *args: object) -> object:
         if len(args) == 1 and isinstance(args[0], Tensor):
             x = args[0].to(dtype=torch.float32, memory_format=torch.channels_last)
-            return self.graph(x).to(dtype=torch.float32, memory_format=torch.contiguous_format)
+            y = self.graph(x).to(dtype=torch.float32)
+            return y if self.channels_last_out else y.contiguous()
         # a unit of several inputs (a recurrent cell's (x, (h, c))): tensors inside tuples too
         out = self.graph(*map_tensors(args, _to_float32_channels_last))
         return map_tensors(out, to_float32)
@@ -320,13 +331,15 @@ def quantize_int8(
     gdn: str = "int8",
     float_activations: dict[str, str] | None = None,
     float_modules: Sequence[type] = (),
+    channels_last_out: bool = False,
 ) -> tuple[Int8Transform, list[LayerInfo]]:
     """FX-quantize a float transform calibrated on ``inputs``; the original is not modified.
 
     ``float_activations`` maps layer names (relative to ``module``) to the reason they run on
     float32 activations (convolutions keep int8-stored weights; see :class:`Int8WeightConv`);
     ``float_modules`` are module classes kept whole in float32 between a dequantize and a
-    quantize (a family's ``int8_float_modules``, e.g. HiFiC's ChannelNorm).
+    quantize (a family's ``int8_float_modules``, e.g. HiFiC's ChannelNorm);
+    ``channels_last_out`` see :class:`Int8Transform`.
     """
     from torch.ao.quantization.fx.custom_config import PrepareCustomConfig
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
@@ -376,7 +389,7 @@ def quantize_int8(
         if _is_quantized_module(graph.get_submodule(f"{name}.conv"))
     }
     layers = _layer_report(module, graph, prefix, subpixel, gdn, keep)
-    transform = Int8Transform(graph, engine, compact)
+    transform = Int8Transform(graph, engine, compact, channels_last_out)
     for key, value in vars(original).items():  # plain attributes (a cell's hidden_channels)
         if not key.startswith("_") and key != "training" and isinstance(value, (int, float, str)):
             setattr(transform, key, value)
