@@ -11,6 +11,7 @@ from imgcomp.errors import (
     DatasetError,
     ImageError,
     ImgcompError,
+    PixelBudgetError,
     UnknownCodecError,
 )
 from imgcomp.progressive import stream_iterations, truncate
@@ -132,6 +133,7 @@ __all__ = [
     "ImgcompError",
     "Int8",
     "L1Prune",
+    "PixelBudgetError",
     "StructuredPrune",
     "UnknownCodecError",
     "WeightOnly",

@@ -11,9 +11,19 @@ import torch
 from imgcomp.errors import CheckpointError
 
 
+def checkpoint_path(path: object) -> str:
+    """``path`` as a string, or CheckpointError when it is no file path (a number, ``b""``...)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"a checkpoint is a file path, got {path!r}")
+    where = os.fspath(path)
+    if not isinstance(where, str) or not where:
+        raise CheckpointError(f"a checkpoint is a non-empty file path, got {path!r}")
+    return where
+
+
 def load_plain(path: str | os.PathLike[str]) -> Any:
     """``torch.load(weights_only=True)`` onto the CPU, every failure as a CheckpointError."""
-    where = os.fspath(path)
+    where = checkpoint_path(path)
     try:
         return torch.load(where, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -198,15 +198,15 @@ def _cmd_decode(args: argparse.Namespace) -> int:
     if args.model:
         import imgcomp
 
-        img = imgcomp.load_codec(args.model).decode(data)
+        img = imgcomp.load_codec(args.model).decode(data, max_pixels=args.max_pixels)
     else:
-        img = _decode_plain(data)
+        img = _decode_plain(data, args.max_pixels)
     save_png(img, args.output)
     print(f"{args.input} -> {args.output}: {img.shape[1]}x{img.shape[0]}")
     return 0
 
 
-def _decode_plain(data: bytes):
+def _decode_plain(data: bytes, max_pixels: int | None = None):
     """Decode with the codec the header names, or say how when a compressed codec wrote it."""
     from imgcomp.bitstream import read_header
     from imgcomp.codecs.learned import LearnedCodec
@@ -214,7 +214,7 @@ def _decode_plain(data: bytes):
     from imgcomp.registry import codec_for_stream
 
     header = read_header(data)
-    codec = codec_for_stream(data)
+    codec = codec_for_stream(data, max_pixels)
     if isinstance(codec, LearnedCodec) and header.fingerprint != codec.fingerprint:
         raise CodecMismatchError(
             f"this stream was not written by the plain {header.codec} model its header names "
@@ -222,7 +222,7 @@ def _decode_plain(data: bytes):
             "A stream of a pruned or quantized codec decodes only with that codec: pass "
             "--model PATH, the codec saved by `imgcomp encode ... --save-model PATH`"
         )
-    return codec.decode(data)
+    return codec.decode(data, max_pixels=max_pixels)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
@@ -477,6 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="the saved codec that wrote the stream (needed for pruned / quantized codecs)",
     )
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        metavar="N",
+        help="refuse streams declaring more pixels (default: $IMGCOMP_MAX_PIXELS or 40,000,000)",
+    )
     p.set_defaults(func=_cmd_decode)
 
     p = sub.add_parser("eval", help="rate, quality and time of a codec on a dataset")
@@ -616,6 +622,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ImgcompError as exc:
+        print(f"imgcomp: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an output folder that does not exist, a full disk, a FIFO ...
         print(f"imgcomp: error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,6 +11,10 @@ class BitstreamError(ImgcompError, ValueError):
     """A stream is truncated, corrupted, foreign, of an unknown version or otherwise unparsable."""
 
 
+class PixelBudgetError(BitstreamError):
+    """A stream declares an image larger than the decode pixel budget (:mod:`imgcomp.limits`)."""
+
+
 class CodecMismatchError(BitstreamError):
     """A well-formed stream was handed to a codec or model other than the one that wrote it."""
 

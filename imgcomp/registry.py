@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from imgcomp.bitstream import read_header
-from imgcomp.errors import ImgcompError, UnknownCodecError
+from imgcomp.errors import CodecMismatchError, ImgcompError, UnknownCodecError
+from imgcomp.limits import check_pixels
 
 if TYPE_CHECKING:  # codec modules import this one to register: only the type, never the module
     from imgcomp.codecs.base import Codec
@@ -35,16 +36,24 @@ _ALIASES: dict[str, str] = {}
 _FAMILIES: dict[str, FamilySpec] = {}
 _PROGRESSIVE: set[str] = set()
 _CODEC_FAMILY: dict[str, str] = {}
+_STREAM_PARAMS: dict[str, frozenset[str]] = {}
 
 
 def register_codec(
-    name: str, *aliases: str, progressive: bool = False, family: str | None = None
+    name: str,
+    *aliases: str,
+    progressive: bool = False,
+    family: str | None = None,
+    stream_params: Collection[str] = (),
 ) -> Callable[[F], F]:
     """Decorator: make ``factory(**params)`` available as ``create_codec(name, **params)``.
 
     ``progressive``: the codec's streams hold one section per iteration and carry an
     ``iterations`` parameter, so :func:`imgcomp.progressive.truncate` may cut them.
     ``family``: the model family of a learned codec (:func:`codec_family`).
+    ``stream_params``: the parameters a stream may ask :func:`decode_stream` to build the codec
+    with (settings of what the package ships, e.g. ``quality``); a stream naming any other (a
+    checkpoint, a device, random weights, widths) is refused (see :func:`codec_for_stream`).
     """
 
     def decorate(factory: F) -> F:
@@ -52,6 +61,7 @@ def register_codec(
             if key in _FACTORIES or key in _ALIASES:
                 raise ValueError(f"codec name {key!r} is already registered")
         _FACTORIES[name] = factory
+        _STREAM_PARAMS[name] = frozenset(stream_params)
         for alias in aliases:
             _ALIASES[alias] = name
         if progressive:
@@ -70,6 +80,7 @@ def unregister_codec(name: str) -> None:
         del _ALIASES[alias]
     _PROGRESSIVE.discard(name)
     _CODEC_FAMILY.pop(name, None)
+    _STREAM_PARAMS.pop(name, None)
 
 
 def _ensure_builtin_codecs() -> None:
@@ -116,15 +127,45 @@ def is_progressive(name: str) -> bool:
     return canonical_name(name) in _PROGRESSIVE
 
 
-def codec_for_stream(data: bytes) -> Codec:
-    """Rebuild the codec that wrote ``data`` from the stream header (name and parameters)."""
+def codec_for_stream(data: bytes, max_pixels: int | None = None) -> Codec:
+    """Rebuild the codec that wrote ``data`` from its header: only a registered codec with the
+    parameters its registration lets a stream choose (``stream_params``), so a stream never
+    makes the decoder read a file, pick a device, build random weights or size a model.
+
+    Refuses before building anything: a declared size over the pixel budget
+    (PixelBudgetError), parameters a stream may not choose (CodecMismatchError: decode such a
+    stream with the codec that wrote it, ``codec.decode(data)``), and values the factory
+    rejects (CodecMismatchError).
+    """
     header = read_header(data)
-    return create_codec(header.codec, **header.params)
+    check_pixels(header.height, header.width, max_pixels)
+    name = canonical_name(header.codec)
+    allowed = _STREAM_PARAMS.get(name, frozenset())
+    refused = sorted(set(header.params) - allowed)
+    if refused:
+        named = ", ".join(f"{k}={header.params[k]!r}" for k in refused)
+        choosable = ", ".join(sorted(allowed)) or "none"
+        raise CodecMismatchError(
+            f"the stream asks for a {name!r} codec with {named}: decode_stream builds only what "
+            f"the package ships (parameters a stream may choose: {choosable}), never a "
+            "checkpoint, device, random weights or widths a stream names. Decode it with the "
+            "codec that wrote it: codec.decode(data), or `imgcomp decode --model PATH`"
+        )
+    try:
+        return create_codec(name, **header.params)
+    except ImgcompError as exc:
+        raise CodecMismatchError(f"the stream's parameters make no {name!r} codec: {exc}") from None
+    except Exception as exc:  # a trust boundary: the values came from the stream
+        raise CodecMismatchError(
+            f"the stream's parameters {dict(header.params)!r} make no {name!r} codec "
+            f"({type(exc).__name__}: {exc})"
+        ) from None
 
 
-def decode_stream(data: bytes) -> np.ndarray:
-    """Decode any imgcomp stream whose codec is registered; the header says which codec."""
-    return codec_for_stream(data).decode(data)
+def decode_stream(data: bytes, max_pixels: int | None = None) -> np.ndarray:
+    """Decode any imgcomp stream of a registered codec at a setting the package ships (the
+    header says which; see :func:`codec_for_stream`); ``max_pixels`` as in ``Codec.decode``."""
+    return codec_for_stream(data, max_pixels).decode(data, max_pixels=max_pixels)
 
 
 # -- model families ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ safetensors only (no pickle), and every failure is a CheckpointError.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -261,6 +262,46 @@ def _load_values(model: nn.Module, saved: Mapping[str, Tensor]) -> None:
     model.load_state_dict(saved, strict=True)
 
 
+def _build_float(family: Any, config: Mapping[str, Any]) -> nn.Module:
+    """The float model a saved record's ``config`` describes (before resizing and ops)."""
+    if family.rebuild is not None:
+        return family.rebuild(config)
+    training = family.training
+    return training.build(training.normalize(config))
+
+
+def _check_size_first(where: str, family: Any, config: Mapping[str, Any]) -> None:
+    """CheckpointError when the model the record describes, built on the meta device (no
+    memory) and resized to the file's weight shapes, has more values than the file's tensors
+    hold: a record claiming huge widths over small tensors is refused before any allocation."""
+    try:
+        with safe_open(where, "pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read the tensors of {where!r}: {exc}") from None
+    stand_ins = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
+    try:
+        with torch.device("meta"):
+            model = _build_float(family, config)
+            if family.resize_saved is not None:
+                family.resize_saved(
+                    model, lambda name, layer: _weight_shape(stand_ins, name, layer), stand_ins
+                )
+    except CheckpointError as exc:
+        raise CheckpointError(f"{where!r}: {exc}") from None
+    except (KeyError, ValueError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"{where!r}: its record describes no model: {type(exc).__name__}: {exc}"
+        ) from None
+    need = sum(t.numel() for t in model.state_dict().values())
+    have = sum(math.prod(s) for s in shapes.values())
+    if need > have:
+        raise CheckpointError(
+            f"{where!r}: its record describes a model of {need:,} values, but the file holds "
+            f"{have:,}: the record was edited"
+        )
+
+
 def load_saved_codec(path: str | os.PathLike[str], device: str = "cpu") -> LearnedCodec:
     """The codec :func:`save_codec` wrote to ``path``; CheckpointError when the file is not one,
     was edited, or does not rebuild into the model that was saved (fingerprint check)."""
@@ -283,6 +324,7 @@ def load_saved_codec(path: str | os.PathLike[str], device: str = "cpu") -> Learn
         isinstance(_op_config(op, family.component_names), Int8) for op in ops
     ):
         raise ImgcompError("int8 codecs run on the CPU; load this one with device='cpu'")
+    _check_size_first(where, family, config)
     try:
         saved = load_file(where)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
@@ -290,11 +332,7 @@ def load_saved_codec(path: str | os.PathLike[str], device: str = "cpu") -> Learn
     try:
         with torch.random.fork_rng(devices=[]):  # the rebuild draws values; the caller keeps RNG
             torch.manual_seed(0)
-            if family.rebuild is not None:
-                model = family.rebuild(config)
-            else:
-                training = family.training
-                model = training.build(training.normalize(config))
+            model = _build_float(family, config)
             if family.resize_saved is not None:  # widths the config does not name (pruned)
                 family.resize_saved(
                     model, lambda name, layer: _weight_shape(saved, name, layer), saved

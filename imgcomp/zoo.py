@@ -19,9 +19,16 @@ import os
 import torch
 from torch import nn
 
+from imgcomp.checkpoints import checkpoint_path
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
-from imgcomp.families.weights import WEIGHTS_DIR, shipped_qualities, shipped_weights_path
+from imgcomp.families.weights import (
+    WEIGHTS_DIR,
+    check_seed,
+    check_width,
+    shipped_qualities,
+    shipped_weights_path,
+)
 from imgcomp.registry import create_codec, get_family, register_codec
 
 __all__ = [
@@ -60,6 +67,7 @@ def load_model(
     if format not in formats:
         raise ImgcompError(f"unknown checkpoint format {format!r}; use one of {formats}")
     if checkpoint is not None:
+        checkpoint = checkpoint_path(checkpoint)
         loader = family.checkpoint_loaders.get(format)
         if loader is not None:  # another implementation's layout (CompressAI's)
             model = loader(checkpoint, arch)
@@ -78,6 +86,7 @@ def load_model(
 
         model = load_weights(path)
     else:
+        check_width("N", N), check_width("M", M), check_seed(seed)
         torch.manual_seed(seed)
         model = family.architectures[arch](N=N, M=M)
     if model.arch != arch:
@@ -86,7 +95,7 @@ def load_model(
 
 
 def _register(name: str, alias: str) -> None:
-    @register_codec(name, alias, family=FAMILY[name])
+    @register_codec(name, alias, family=FAMILY[name], stream_params=("quality",))
     def factory(
         quality: int | None = None,
         checkpoint: str | None = None,

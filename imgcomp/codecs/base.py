@@ -17,6 +17,7 @@ import numpy as np
 from imgcomp.bitstream import FINGERPRINT_SIZE, ParamValue, StreamHeader, pack, unpack
 from imgcomp.errors import BitstreamError, CodecMismatchError
 from imgcomp.images import validate_rgb8
+from imgcomp.limits import check_pixels
 
 
 @runtime_checkable
@@ -88,10 +89,13 @@ class ContainerCodec(ABC):
         )
         return pack(header, self.encode_sections(img))
 
-    def decode(self, data: bytes) -> np.ndarray:
-        """Decode a stream written by this codec (same name, params and model) to uint8 HxWx3."""
+    def decode(self, data: bytes, max_pixels: int | None = None) -> np.ndarray:
+        """Decode a stream written by this codec (same name, params and model) to uint8 HxWx3;
+        PixelBudgetError before any work when it declares more than ``max_pixels`` pixels
+        (default: :func:`imgcomp.limits.max_pixels`)."""
         header, sections = unpack(data)
         self.check_header(header)
+        check_pixels(header.height, header.width, max_pixels)
         img = self.decode_sections(sections, header)
         expected = (header.height, header.width, 3)
         if img.dtype != np.uint8 or img.shape != expected:

@@ -20,6 +20,9 @@ from imgcomp.codecs.base import ContainerCodec
 from imgcomp.errors import BitstreamError, ImgcompError
 from imgcomp.registry import register_codec
 
+#: What a classic stream may set when ``decode_stream`` rebuilds its codec.
+_STREAM_PARAMS = ("quality", "bpp")
+
 
 class PillowCodec(ContainerCodec):
     """A Pillow image format wrapped as an imgcomp codec (one payload section: the file bytes)."""
@@ -106,7 +109,7 @@ def _pillow_decode(payload: bytes, pil_format: str, header: StreamHeader) -> np.
         raise BitstreamError(f"{pil_format} payload could not be decoded: {exc}") from exc
 
 
-@register_codec("jpeg", "jpg")
+@register_codec("jpeg", "jpg", stream_params=_STREAM_PARAMS)
 class JpegCodec(PillowCodec):
     """Baseline JPEG (libjpeg via Pillow), 4:2:0 chroma subsampling, Pillow's default tables."""
 
@@ -115,7 +118,7 @@ class JpegCodec(PillowCodec):
     quality_range = (1, 100)
 
 
-@register_codec("webp")
+@register_codec("webp", stream_params=_STREAM_PARAMS)
 class WebpCodec(PillowCodec):
     """Lossy WebP (libwebp via Pillow, method 4: libwebp's default speed/size trade-off)."""
 
@@ -127,7 +130,7 @@ class WebpCodec(PillowCodec):
         return {"quality": quality, "method": 4, "lossless": False, "exact": False}
 
 
-@register_codec("avif")
+@register_codec("avif", stream_params=_STREAM_PARAMS)
 class AvifCodec(PillowCodec):
     """AVIF (libavif via Pillow), 4:2:0, encoder speed 6, single-threaded for determinism."""
 
@@ -140,7 +143,7 @@ class AvifCodec(PillowCodec):
         return {"quality": quality, "speed": 6, "subsampling": "4:2:0", "max_threads": 1}
 
 
-@register_codec("jpeg2000", "j2k", "jp2")
+@register_codec("jpeg2000", "j2k", "jp2", stream_params=_STREAM_PARAMS)
 class Jpeg2000Codec(PillowCodec):
     """JPEG 2000 (OpenJPEG via Pillow), irreversible 9/7 wavelet, one quality layer.
 

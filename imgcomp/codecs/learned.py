@@ -24,6 +24,7 @@ from torch import nn
 from imgcomp.bitstream import ParamValue, StreamHeader
 from imgcomp.codecs.base import ContainerCodec
 from imgcomp.codecs.latent import LatentCodec, LatentFactory
+from imgcomp.devices import resolve_device
 from imgcomp.errors import ImgcompError
 from imgcomp.images import validate_rgb8
 from imgcomp.registry import find_family
@@ -50,7 +51,7 @@ class LearnedCodec(ContainerCodec):
     ) -> None:
         super().__init__(**(params or {}))
         self.name = name
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model = model.eval().to(self.device)
         self.ops = tuple(ops)
         family = find_family(self.model)

@@ -15,7 +15,13 @@ from imgcomp.entropy.stream import (
     encode_grouped,
     escape_bits,
 )
-from imgcomp.entropy.tables import categorical_model, check_freqs, quantize_pmf, table_bits
+from imgcomp.entropy.tables import (
+    categorical_model,
+    check_freqs,
+    min_code_bits,
+    quantize_pmf,
+    table_bits,
+)
 
 
 class FactorizedCoder:
@@ -41,6 +47,7 @@ class FactorizedCoder:
         if np.any(self.offsets < INT32_MIN) or np.any(self.offsets + self.lengths - 1 > INT32_MAX):
             raise ValueError("every channel's support must lie within int32")
         self._models = [categorical_model(f, self.precision) for f in self.freqs]
+        self._min_bits = np.array([min_code_bits(f, self.precision) for f in self.freqs])
 
     @classmethod
     def from_pmfs(
@@ -94,7 +101,9 @@ class FactorizedCoder:
         """Decode ``data`` to int32 symbols of ``shape``; BitstreamError on bad data."""
         c, h, w = self._check_shape(shape)
         groups, counts = self._layout(h * w)
-        vals = decode_grouped(data, self._models, self.offsets, self.lengths, groups, counts)
+        vals = decode_grouped(
+            data, self._models, self.offsets, self.lengths, groups, counts, self._min_bits
+        )
         return vals.astype(np.int32).reshape(c, h, w)
 
     def estimated_bits(self, symbols: np.ndarray) -> float:

@@ -14,7 +14,7 @@ from imgcomp.entropy.stream import (
     encode_grouped,
     escape_bits,
 )
-from imgcomp.entropy.tables import categorical_model, quantize_pmf, table_bits
+from imgcomp.entropy.tables import categorical_model, min_code_bits, quantize_pmf, table_bits
 
 
 def gaussian_pmf(scale: float, tail_mass: float) -> tuple[np.ndarray, int]:
@@ -62,6 +62,7 @@ class GaussianCoder:
         self._lows = -self.radii
         self._lengths = 2 * self.radii + 1
         self._models = [categorical_model(f, self.precision) for f in self.freqs]
+        self._min_bits = np.array([min_code_bits(f, self.precision) for f in self.freqs])
 
     def build_indexes(self, scales: np.ndarray) -> np.ndarray:
         """Per element, the index of the smallest table scale >= the scale, as int32.
@@ -100,7 +101,9 @@ class GaussianCoder:
     def decode(self, data: bytes, indexes: np.ndarray) -> np.ndarray:
         """Decode int32 symbols shaped like ``indexes``; BitstreamError on bad data."""
         order, groups, counts = self._layout(indexes)
-        values = decode_grouped(data, self._models, self._lows, self._lengths, groups, counts)
+        values = decode_grouped(
+            data, self._models, self._lows, self._lengths, groups, counts, self._min_bits
+        )
         out = np.empty(order.shape, dtype=np.int32)
         out[order] = values
         return out.reshape(np.shape(indexes))

@@ -32,6 +32,9 @@ INT32_MIN = -(2**31)
 INT32_MAX = 2**31 - 1
 #: Upper bound on the symbols one call codes; guards allocations driven by a caller's shape.
 MAX_SYMBOLS = 1 << 28
+#: Bits a coded payload may fall short of its symbols' information content: the ANS coder's
+#: final state and word padding.
+PAYLOAD_SLACK_BITS = 128
 
 _MAGIC = 0xC0DE
 _MAGIC_MODEL = _Uniform(1 << 16)
@@ -185,8 +188,21 @@ def decode_grouped(
     lengths: np.ndarray,
     groups: np.ndarray,
     counts: np.ndarray,
+    min_bits: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Inverse of :func:`encode_grouped`; BitstreamError on any inconsistency."""
+    """Inverse of :func:`encode_grouped`; BitstreamError on any inconsistency.
+
+    ``min_bits[g]`` (:func:`imgcomp.entropy.tables.min_code_bits` of model g) bounds what the
+    symbols cost: a payload too short to hold them is refused before anything is decoded or
+    allocated (a few bytes declaring a huge latent)."""
+    if min_bits is not None and len(groups):
+        need = float(np.dot(np.asarray(counts, np.float64), min_bits[groups]))
+        if 8 * len(data) + PAYLOAD_SLACK_BITS < need:
+            raise BitstreamError(
+                f"an entropy-coded section of {len(data)} bytes cannot hold its "
+                f"{int(np.sum(counts)):,} symbols: under the model's tables they need at least "
+                f"{need / 8:,.0f} bytes"
+            )
     coder = open_decoder(data)
     with decoding_errors():
         parts = [coder.decode(models[g], int(c)) for g, c in zip(groups, counts, strict=True)]

@@ -100,6 +100,11 @@ def categorical_model(freqs: np.ndarray, precision: int = 16) -> object:
     return _Categorical(weights.astype(np.float64), perfect=False)
 
 
+def min_code_bits(freqs: np.ndarray, precision: int = 16) -> float:
+    """The fewest bits any symbol costs under ``freqs``: ``precision - log2(max freq)``."""
+    return float(precision - np.log2(float(np.max(freqs))))
+
+
 def table_bits(freqs: np.ndarray, idx: np.ndarray, precision: int = 16) -> float:
     """Ideal code length in bits, ``-sum log2(freqs[idx] / 2**precision)``, of table indices."""
     arr = np.asarray(freqs, dtype=np.float64)

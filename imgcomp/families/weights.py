@@ -7,9 +7,17 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from imgcomp.checkpoints import checkpoint_path
 from imgcomp.errors import ImgcompError
 
-__all__ = ["WEIGHTS_DIR", "load_family_model", "shipped_qualities", "shipped_weights_path"]
+__all__ = [
+    "WEIGHTS_DIR",
+    "check_seed",
+    "check_width",
+    "load_family_model",
+    "shipped_qualities",
+    "shipped_weights_path",
+]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
@@ -61,6 +69,8 @@ def load_family_model(
         raise ImgcompError(
             f"unknown checkpoint format {format!r}; use one of {spec.checkpoint_formats}"
         )
+    if checkpoint is not None:
+        checkpoint = checkpoint_path(checkpoint)
     if checkpoint is not None and format == "original":
         model = load_original(checkpoint)
     elif checkpoint is not None or pretrained:
@@ -68,9 +78,27 @@ def load_family_model(
 
         model = load_weights(checkpoint if checkpoint is not None else spec.shipped(name, 0))
     else:
+        check_seed(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = build_random()
+            try:
+                model = build_random()
+            except (ValueError, TypeError) as exc:  # the architecture's own argument checks
+                raise ImgcompError(f"{name}: {exc}") from None
     if not isinstance(model, model_type):
         raise ImgcompError(f"{checkpoint!r} holds a {type(model).__name__}, not a {name} model")
     return model.eval()
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` as the integer ``torch.manual_seed`` takes (ImgcompError otherwise)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ImgcompError(f"seed must be an integer in 0..2**63-1, got {seed!r}")
+    return seed
+
+
+def check_width(name: str, value: object, maximum: int = 4096) -> int:
+    """A layer count or channel width of a freshly built model: an integer in 1..``maximum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        raise ImgcompError(f"{name} must be an integer in 1..{maximum}, got {value!r}")
+    return value

@@ -10,6 +10,7 @@ densities, factorized and Gaussian scale table: tiny, and they fix the coder's t
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -177,6 +178,7 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
 def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild the model an exported weights file describes; float32, eval mode, strict load."""
     meta = read_metadata(path)
+    _check_shapes_first(path, meta)
     try:
         model, what = _build_from_metadata(meta)
     except (KeyError, ValueError, TypeError) as exc:  # UnknownCodecError is a KeyError
@@ -188,6 +190,39 @@ def load_weights(path: str | os.PathLike[str], device: str | torch.device = "cpu
     except (RuntimeError, ValueError) as exc:
         raise CheckpointError(f"{os.fspath(path)!r} does not fit {what}: {exc}") from None
     return model.to(device).eval()
+
+
+def _check_shapes_first(path: str | os.PathLike[str], meta: Mapping[str, str]) -> None:
+    """CheckpointError unless the model the metadata describes, built on the meta device (no
+    memory), has exactly the tensor names and shapes of the file's header: metadata claiming
+    N=M=2048 over small tensors must not make the loader allocate a 5 GiB model first.
+    Placeholder buffers built empty (a table the load fills, e.g. the RNN's code model) match
+    any shape."""
+    where = os.fspath(path)
+    try:
+        with torch.device("meta"):
+            model, what = _build_from_metadata(meta)
+    except (KeyError, ValueError, TypeError, RuntimeError, NotImplementedError) as exc:
+        raise CheckpointError(f"{where!r}: bad metadata: {exc}") from None
+    try:
+        with safe_open(where, "pt") as f:
+            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read weights {where!r}: {exc}") from None
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    wrong = [
+        k
+        for k in sorted(set(own) | set(stored))
+        if k not in own or k not in stored or (own[k] != stored[k] and math.prod(own[k]) > 0)
+    ]
+    if wrong:
+        shown = ", ".join(
+            f"{k}: {stored.get(k, 'absent')} vs {own.get(k, 'absent')}" for k in wrong[:4]
+        )
+        raise CheckpointError(
+            f"{where!r}: its metadata describes {what}, whose tensors differ from the file's "
+            f"({len(wrong)} of them; file vs metadata: {shown})"
+        )
 
 
 def read_weight_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
+from imgcomp.devices import resolve_device
 from imgcomp.errors import CheckpointError, ImgcompError
 from imgcomp.fsutil import atomic_write_text
 from imgcomp.train import objectives
@@ -37,19 +38,6 @@ from imgcomp.trainsets import load_training_set
 __all__ = ["LOG_NAME", "resolve_device", "train", "warm_start"]
 
 LOG_NAME = "log.jsonl"
-
-
-def resolve_device(name: str) -> torch.device:
-    """``torch.device(name)``, refusing (ImgcompError) a CUDA device this machine lacks."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError) as exc:
-        raise ImgcompError(f"invalid device {name!r}: {exc}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ImgcompError(f"device {name!r} requested but CUDA is not available")
-    if device.type not in ("cpu", "cuda"):
-        raise ImgcompError(f"unsupported training device {name!r} (use cpu or cuda)")
-    return device
 
 
 def train(config: TrainConfig) -> Path:

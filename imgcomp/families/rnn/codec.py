@@ -142,7 +142,7 @@ def load_rnn_model(
     )
 
 
-@register_codec(NAME, "rnn", progressive=True, family="rnn")
+@register_codec(NAME, "rnn", progressive=True, family="rnn", stream_params=("iterations",))
 def toderici2017(
     iterations: int = 3,
     checkpoint: str | None = None,
