@@ -8,6 +8,7 @@ imgcomp eval --codec webp --bpp 0.3 --dataset kodak --json results.json
 imgcomp study --codec mbt2018-mean --quality 3 --dataset kodak   # the pruning study's table
 imgcomp study --codec toderici2017 --iterations 3 --dataset kodak  # the RNN's Table 1
 imgcomp list
+imgcomp fuzz --mutants 10000 --out fuzz-run     # hostile streams against every decoder
 """
 
 from __future__ import annotations
@@ -613,7 +614,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="refine the density quantiles (aux loss only) for STEPS Adam steps first; 0: off",
     )
     p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser(
+        "fuzz", help="mutate valid streams of every codec and decode each in a limited worker"
+    )
+    p.add_argument("--mutants", type=int, default=200, help="mutants per target (default 200)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="CI's short target list")
+    p.add_argument("--out", default=None, metavar="DIR", help="keep reproducers and report.json")
+    p.add_argument("--time-limit", type=float, default=5.0, metavar="S", help="per mutant")
+    p.add_argument("--memory-mib", type=int, default=3072, help="memory a decode may add")
+    p.add_argument("--jobs", type=int, default=1, help="workers at once")
+    p.set_defaults(func=_cmd_fuzz)
     return parser
+
+
+def _cmd_fuzz(args: argparse.Namespace) -> int:
+    """A fuzz campaign (:mod:`imgcomp.fuzz`); exit 1 when any mutant ended in a foreign error,
+    over a limit or in a crash."""
+    import torch
+
+    from imgcomp.fuzz import default_targets, fuzz_image, run_campaign
+
+    torch.set_num_threads(1)  # the workers fork from this process: one thread is fork-safe
+    report = run_campaign(
+        default_targets(fuzz_image(), quick=args.quick),
+        args.mutants,
+        seed=args.seed,
+        out_dir=args.out,
+        time_limit_s=args.time_limit,
+        memory_limit_bytes=args.memory_mib << 20,
+        progress=True,
+        jobs=args.jobs,
+    )
+    print(report.table())
+    return 0 if report.ok else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

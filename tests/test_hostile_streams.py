@@ -201,3 +201,33 @@ def test_the_cli_reports_bad_paths_and_devices_without_tracebacks(tmp_path, caps
         args = ["encode", str(png), str(stream), "--codec", "mbt2018-mean", "--quality", "3"]
         assert main([*args, "--device", device]) == 2
         assert "device" in capsys.readouterr().err
+
+
+class _Fragile:
+    """A decoder with a bug the campaign must report: a foreign exception on any mutant."""
+
+    name = "jpeg"
+
+    def __init__(self, stream: bytes) -> None:
+        self.stream = stream
+
+    def decode(self, data: bytes) -> np.ndarray:
+        if data != self.stream:
+            raise ValueError("not handled")
+        return _IMG
+
+
+def test_imgcomp_fuzz_prints_the_table_and_fails_on_foreign_errors(monkeypatch, capsys) -> None:
+    import imgcomp.fuzz as fuzz
+
+    jpeg = imgcomp.create_codec("jpeg", quality=50)
+    stream = jpeg.encode(_IMG)
+    targets = {
+        "good": [fuzz.Target("jpeg:codec", stream, codec=jpeg)],
+        "bad": [fuzz.Target("fragile:codec", stream, codec=_Fragile(stream))],
+    }
+    for kind, status in (("good", 0), ("bad", 1)):
+        monkeypatch.setattr(fuzz, "default_targets", lambda image, quick=False, k=kind: targets[k])
+        assert main(["fuzz", "--mutants", "6", "--quick"]) == status
+        table = capsys.readouterr().out
+        assert "foreign" in table and targets[kind][0].label in table
