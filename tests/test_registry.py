@@ -34,6 +34,7 @@ def test_import_imgcomp_loads_no_codec_and_no_torch() -> None:
         "imgcomp",
         "imgcomp.bitstream",
         "imgcomp.errors",
+        "imgcomp.limits",
         "imgcomp.progressive",
         "imgcomp.registry",
         "imgcomp.version",

@@ -99,8 +99,9 @@ def default_targets(image: np.ndarray, quick: bool = False) -> list[Target]:
     """Targets with valid streams of ``image`` (uint8 HxWx3; small, e.g. 32x48, keeps it fast).
 
     Every codec appears with both decode paths, its op variants with ``codec.decode``.
-    ``quick``: one classic codec, the shipped learned ones and int8 mbt2018-mean (for CI). A codec that cannot be built or cannot encode
-    here (e.g. Pillow without its plugin) is skipped with a warning.
+    ``quick``: one classic codec, the shipped learned ones and int8 mbt2018-mean (for CI). A
+    codec that cannot be built or cannot encode here (e.g. Pillow without its plugin) is
+    skipped with a warning.
     """
     specs: dict[str, tuple[str, dict]] = {}
     if quick:
