@@ -231,3 +231,13 @@ def test_imgcomp_fuzz_prints_the_table_and_fails_on_foreign_errors(monkeypatch, 
         assert main(["fuzz", "--mutants", "6", "--quick"]) == status
         table = capsys.readouterr().out
         assert "foreign" in table and targets[kind][0].label in table
+
+
+def test_a_24_megapixel_photo_round_trips_with_the_default_budget() -> None:
+    photo = np.zeros((4000, 6000, 3), np.uint8)
+    photo[..., 0] = np.arange(6000, dtype=np.uint32)[None] * 255 // 6000
+    photo[..., 1] = np.arange(4000, dtype=np.uint32)[:, None] * 255 // 4000
+    data = imgcomp.create_codec("jpeg", quality=50).encode(photo)
+    back = imgcomp.decode_stream(data)
+    assert back.shape == photo.shape
+    assert np.abs(back.astype(int) - photo).mean() < 3
