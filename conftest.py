@@ -83,6 +83,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="cpu",
         help="cpu, cuda or cuda:N; with cuda and pytest-xdist each worker is pinned to one GPU",
     )
+    group.addoption(
+        "--quality-json",
+        default=None,
+        metavar="PATH",
+        help="write the quality results (per case: codec, ops, means and per-image values, the "
+        "baseline comparison; machine, commit, options) to PATH as JSON for `imgcomp report`; "
+        "default .benchmarks/imgcomp-quality/<UTC time>_<commit>.json when the run measured "
+        "quality; '' turns it off",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

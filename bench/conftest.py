@@ -19,6 +19,7 @@ _SUMMARY: dict[str, dict] = {}
 _CHANGES: list[str] = []
 _SPEEDUPS: dict[str, dict] = {}
 _PRECISION: list[dict] = []
+_PER_IMAGE: dict[str, list[dict]] = {}
 _STEADY = pytest.StashKey[bool]()
 
 
@@ -269,6 +270,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             _SPEEDUPS[value["op"]] = value
         elif key == "imgcomp_precision":
             _PRECISION.append(value)
+        elif key == "imgcomp_images":
+            _PER_IMAGE[value["case"]] = value["images"]
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -284,6 +287,46 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.section("imgcomp baseline changes")
         for line in _CHANGES:
             terminalreporter.write_line(line)
+    if _SUMMARY and not hasattr(config, "workerinput"):
+        _write_quality_json(terminalreporter, config)
+
+
+def _write_quality_json(tr, config: pytest.Config) -> None:
+    """The quality results as JSON (``--quality-json``; ``imgcomp report`` reads it), after the
+    tables: one line says where."""
+    from datetime import datetime, timezone
+
+    from bench import quality_json
+
+    chosen = config.getoption("--quality-json")
+    if chosen == "":
+        return
+    root = config.invocation_params.dir
+    when = datetime.now(timezone.utc)
+    commit = quality_json.commit_info(REPO)
+    path = Path(chosen) if chosen else quality_json.default_path(root, when, commit)
+    path = path if path.is_absolute() else root / path
+    options = {
+        name: config.getoption("--" + name.replace("_", "-")) for name in quality_json.OPTIONS
+    }
+    options["xdist_workers"] = config.getoption("numprocesses", None) or 0
+    data = quality_json.payload(
+        _SUMMARY,
+        _PER_IMAGE,
+        options,
+        when=when,
+        commit=commit,
+        machine=quality_json.machine_info(),
+        baseline_changes=_CHANGES,
+        speedups=_SPEEDUPS,
+        precision=_PRECISION,
+    )
+    try:
+        quality_json.write(path, data)
+    except OSError as exc:
+        tr.write_line(f"imgcomp: cannot write the quality results to {path}: {exc}", red=True)
+        return
+    tr.write_line(f"imgcomp: quality results written to {path}")
 
 
 def _write_quality(tr) -> None:

@@ -13,6 +13,7 @@ from imgcomp.evaluate import summarize
 def test_quality(case: Case, case_results, baseline_store, pytestconfig, record_property) -> None:
     results = case_results(case)
     summary = {"case": case.id, "images": len(results), **summarize(results)}
+    record_property("imgcomp_images", {"case": case.id, "images": [r.as_dict() for r in results]})
     if pytestconfig.getoption("--update-baselines"):
         try:
             changes = baseline_store.update(

@@ -9,6 +9,7 @@ imgcomp study --codec mbt2018-mean --quality 3 --dataset kodak   # the pruning s
 imgcomp study --codec toderici2017 --iterations 3 --dataset kodak  # the RNN's Table 1
 imgcomp list
 imgcomp fuzz --mutants 10000 --out fuzz-run     # hostile streams against every decoder
+imgcomp report .benchmarks study.json --out report   # HTML: RD curves, ops, latency history
 """
 
 from __future__ import annotations
@@ -359,6 +360,32 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    """An HTML report of saved benchmark runs, quality results and eval / study JSON files."""
+    import warnings
+
+    from imgcomp.report import ReportWarning, build_report
+    from imgcomp.report.load import kinds_count
+
+    inputs = [Path(p) for p in args.inputs] or [Path(".benchmarks")]
+    if not args.inputs and not inputs[0].is_dir():
+        raise ImgcompError(
+            "no .benchmarks folder here: run the suite first (pytest bench --benchmark-autosave "
+            "saves timings there, and its quality results go there by default) or name the "
+            "inputs: imgcomp report FILE_OR_FOLDER... --out DIR"
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ReportWarning)  # said below, once each
+        report = build_report(inputs, Path(args.out))
+    counts = ", ".join(f"{n} {kind}" for kind, n in kinds_count(report.files).items())
+    print(f"read {len(report.files)} files ({counts}) from {', '.join(map(str, inputs))}")
+    for message in report.warnings:
+        print(f"warning: {message}", file=sys.stderr)
+    print(f"{len(report.figures)} figures, {len(report.tables)} tables")
+    print(f"wrote {report.index}")
+    return 0
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
     from imgcomp.registry import list_codecs
 
@@ -531,6 +558,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_data_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser(
+        "report", help="HTML report: RD curves, ops frontier, latency history, study tables"
+    )
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="JSON files or folders searched for *.json: pytest-benchmark saves, pytest bench "
+        "--quality-json files, imgcomp eval / study --json files (default: .benchmarks)",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="writes DIR/index.html, DIR/figures")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("list", help="list registered codecs")
     p.add_argument("--aliases", action="store_true", help="include alias names")
