@@ -306,3 +306,15 @@ def test_mutation_descriptions_say_what_was_done() -> None:
     assert set(KINDS) == set(STRUCTURED_KINDS) | set(RAW_KINDS)
     with pytest.raises(ValueError, match="unknown mutation kind"):
         mutate(stream, np.random.default_rng(0), kinds=["nope"])
+
+
+def test_stacked_size_edits_never_stop_a_campaign() -> None:
+    # a header at the container's largest side, edited again (off by one), once raised
+    # BitstreamError in the parent and ended a 33-target campaign
+    from imgcomp.bitstream import MAX_SIDE, pack
+
+    header, sections = unpack(Echo().encode(_IMG))
+    edge = pack(StreamHeader(header.codec, header.fingerprint, 1, MAX_SIDE, {}), sections)
+    for seed in range(300):
+        data, _ = mutate(edge, np.random.default_rng(seed), kinds=["header-size"])
+        assert isinstance(data, bytes)

@@ -185,7 +185,10 @@ def _structured(
             header, sections = unpack(data)
         except BitstreamError:
             return _bit_flip(data, rng, ctx)
-        return edit(header, sections, rng, ctx)
+        try:
+            return edit(header, sections, rng, ctx)
+        except BitstreamError:  # an edit the container cannot hold (stacked sizes, counts)
+            return _bit_flip(data, rng, ctx)
 
     run.__name__ = edit.__name__
     return run
@@ -219,7 +222,8 @@ def _header_size(header, sections, rng, ctx) -> tuple[bytes, str]:
     elif how == "swap":
         h, w = w, h
     elif how == "off-by-one":
-        h, w = max(1, h + _pick(rng, [-1, 0, 1])), max(1, w + _pick(rng, [-1, 1]))
+        h = min(MAX_SIDE, max(1, h + _pick(rng, [-1, 0, 1])))
+        w = min(MAX_SIDE, max(1, w + _pick(rng, [-1, 1])))
     elif how == "scaled":
         f = _pick(rng, [2, 16, 0.5])
         h, w = max(1, min(MAX_SIDE, int(h * f))), max(1, min(MAX_SIDE, int(w * f)))
