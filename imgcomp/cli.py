@@ -453,6 +453,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             log_every=args.log_every,
             num_threads=args.num_threads,
             max_seconds=args.max_seconds,
+            stop_at=args.stop_at,
             progress=not args.quiet,
         )
     except ValueError as exc:
@@ -639,6 +640,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=100, metavar="STEPS")
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--max-seconds", type=float, default=None, help="stop (with a checkpoint) after")
+    p.add_argument(
+        "--stop-at",
+        type=int,
+        default=None,
+        metavar="STEP",
+        help="stop (with a checkpoint) at this step; rerunning the command resumes there",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
 

@@ -180,6 +180,25 @@ def test_resume_equals_uninterrupted(data_dir: Path, tmp_path: Path) -> None:
     assert [r["loss"] for r in logs] == [r["loss"] for r in ref]
 
 
+def test_stop_at_stops_where_a_recipe_says_and_resumes_identically(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    # the lr milestone at half the run falls inside the second leg: the schedule follows steps
+    kw = {"steps": 4, "log_every": 1, "lr_milestones": [0.5], "lr_gamma": 0.5}
+    straight = train(_config(data_dir, tmp_path / "straight", **kw))
+    run = tmp_path / "legs"
+    first = train(_config(data_dir, run, stop_at=1, **kw))
+    assert read_checkpoint(first)["step"] == 1
+    assert read_checkpoint(train(_config(data_dir, run, stop_at=1, **kw)))["step"] == 1
+    resumed = train(_config(data_dir, run, **kw))
+    s1, s2 = read_checkpoint(straight), read_checkpoint(resumed)
+    assert s2["step"] == 4
+    _assert_same_state(s1["model"], s2["model"])
+    _assert_same_optimizer(s1["optimizer"], s2["optimizer"])
+    with pytest.raises(ValueError, match="stop_at"):
+        _config(data_dir, tmp_path / "bad", stop_at=0, **kw)
+
+
 def test_training_leaves_the_callers_rng_alone(data_dir: Path, tmp_path: Path) -> None:
     torch.manual_seed(123)
     expected = torch.rand(3)

@@ -46,6 +46,7 @@ RESUME_FREE_FIELDS: frozenset[str] = frozenset(
         "log_every",
         "num_threads",
         "max_seconds",
+        "stop_at",
         "progress",
     }
 )
@@ -131,7 +132,9 @@ class TrainConfig:
     multiplied by ``lr_gamma`` at each of ``lr_milestones`` (fractions of ``steps``) and by
     ``lr_drop_factor`` for the last ``lr_drop_fraction`` of ``steps``; ``clip_max_norm`` 0 turns
     gradient clipping off.
-    ``max_seconds`` is a wall-clock budget for one ``train()`` call (checkpoint, then stop).
+    ``max_seconds`` is a wall-clock budget for one ``train()`` call (checkpoint, then stop);
+    ``stop_at`` stops at that step the same way (a run resumed later computes what one
+    uninterrupted run would: how a recipe records where a run was stopped and continued).
     ``warm_start`` names weights (an export or a training checkpoint) a new run starts from, with
     fresh optimisers (the original HiFiC's ``warmstart``; also how a run continues in a session
     that lacks its run directory); an adversary absent from them starts fresh.
@@ -163,6 +166,7 @@ class TrainConfig:
     log_every: int = 100
     num_threads: int | None = None
     max_seconds: float | None = None
+    stop_at: int | None = None
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -210,6 +214,8 @@ class TrainConfig:
         check_float("lr_drop_factor", self.lr_drop_factor, low=0.0, high=1.0, low_open=True)
         if self.max_seconds is not None:
             check_float("max_seconds", self.max_seconds, low=0.0)
+        if self.stop_at is not None:
+            _check_int("stop_at", self.stop_at, 1)
         for name in ("amp", "channels_last", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")

@@ -61,7 +61,9 @@ def train(config: TrainConfig) -> Path:
     state = read_checkpoint(ckpt_path) if ckpt_path.exists() else None
     if state is not None:
         _check_resume(state, config, fingerprint, len(files))
-        if state["step"] >= config.steps:
+        if state["step"] >= config.steps or (
+            config.stop_at is not None and state["step"] >= config.stop_at
+        ):
             return ckpt_path
     start_step = state["step"] if state is not None else 0
     base_elapsed = float(state["elapsed"]) if state is not None else 0.0
@@ -141,7 +143,8 @@ def train(config: TrainConfig) -> Path:
                     config.max_seconds is not None
                     and time.monotonic() - t_start > config.max_seconds
                 )
-                stop = over_time or signals.stopped
+                at_stop = config.stop_at is not None and step >= config.stop_at
+                stop = over_time or signals.stopped or at_stop
                 done = step >= config.steps
                 if step % config.log_every == 0 or stop or done:
                     record = logger.write(step, base_elapsed + time.monotonic() - t_start)
@@ -151,7 +154,7 @@ def train(config: TrainConfig) -> Path:
                 if step % config.checkpoint_every == 0 or stop or done:
                     save(step, finished=done)
                 if stop and not done:
-                    reason = "max_seconds" if over_time else "signal"
+                    reason = "max_seconds" if over_time else "stop_at" if at_stop else "signal"
                     bar.write(f"{out.name}: stopped at step {step}/{config.steps} ({reason})")
                     break
         finally:
