@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The shipped HiFiC (imgcomp/weights/hific.safetensors), as the chain of runs that made it on a
-# 2-core CPU. Each stage warm-starts from the previous stage's last checkpoint (discriminator
+# HiFiC on a 2-core CPU, as a chain of runs: stage 1 alone is the shipped model
+# (imgcomp/weights/hific.safetensors); stages 2-5 continue it to the next candidate (see the model
+# card in imgcomp/weights/README.md: better SSIM, not shipped yet). Each stage warm-starts from the previous stage's last checkpoint (discriminator
 # included, fresh optimisers) and resumes its own run directory when started again, so the script
 # can be stopped at any point and rerun. Stages: see the model card (imgcomp/weights/README.md).
 #
@@ -55,4 +56,4 @@ stage hific-w02e 2 hific-w02d target_rate=0.44 k_P=4.0 gan_start=0.0 -- \
 stage hific-w02f 2 hific-w02e target_rate=0.42 k_P=4.0 gan_start=0.0 -- \
     --steps 600 --lr 4e-5 --lr-milestones 0.5 --lr-gamma 0.4
 
-"$IMGCOMP" export "$RUNS/hific-w02f" imgcomp/weights/hific.safetensors --half
+"$IMGCOMP" export "$RUNS/hific-w02f" "$RUNS/hific-candidate.safetensors" --half
