@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from imgcomp.fsutil import atomic_write_text
+from imgcomp.report.cases import split_base, split_case_id, split_ops
 
 #: What the ``format`` key of the file says (``imgcomp report`` recognises the file by it).
 FORMAT = "imgcomp-quality"
@@ -29,9 +29,6 @@ FORMAT_VERSION = 1
 DEFAULT_DIR = Path(".benchmarks") / "imgcomp-quality"
 #: Run options recorded in the file (the suite's own, from the root conftest).
 OPTIONS = ("matrix", "dataset", "images", "train_data", "device", "case", "verify_images")
-#: A base id's setting suffix (``-q75``, ``-bpp0.3``, ``-i3``), as :func:`imgcomp.study`
-#: reads it.
-_SETTING = re.compile(r"-([a-z]+[0-9][0-9.]*)$")
 
 
 def commit_info(cwd: Path) -> dict[str, Any]:
@@ -78,17 +75,16 @@ def default_path(root: Path, when: datetime, commit: Mapping[str, Any]) -> Path:
 def case_fields(case_id: str) -> dict[str, Any]:
     """Base case, codec, setting and ops of a case id (``mbt2018-mean-q3/prune=.../quant=int8``:
     base ``mbt2018-mean-q3``, codec ``mbt2018-mean``, setting ``q3``, ops ``prune=.../...``)."""
-    base, _, ops = case_id.partition("/")
-    match = _SETTING.search(base)
-    codec, setting = (base[: match.start()], match.group(1)) if match else (base, None)
-    prune, _, quant = ops.removeprefix("prune=").partition("/quant=")
+    base, ops = split_case_id(case_id)
+    codec, setting = split_base(base)
+    prune, quant = split_ops(ops) if ops else (None, None)
     return {
         "base": base,
         "codec": codec,
         "setting": setting,
-        "ops": ops or None,
-        "prune": prune if ops else None,
-        "quant": quant if ops else None,
+        "ops": ops,
+        "prune": prune,
+        "quant": quant,
     }
 
 

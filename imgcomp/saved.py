@@ -39,6 +39,7 @@ from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import CheckpointError, ImgcompError
 from imgcomp.fsutil import atomic_path
 from imgcomp.ops.config import BALLE_COMPONENTS, Bf16, Int8, OpConfig, parse_record
+from imgcomp.train.export import read_weight_shapes
 
 __all__ = [
     "LOAD_FORMAT",
@@ -274,11 +275,7 @@ def _check_size_first(where: str, family: Any, config: Mapping[str, Any]) -> Non
     """CheckpointError when the model the record describes, built on the meta device (no
     memory) and resized to the file's weight shapes, has more values than the file's tensors
     hold: a record claiming huge widths over small tensors is refused before any allocation."""
-    try:
-        with safe_open(where, "pt") as f:
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read the tensors of {where!r}: {exc}") from None
+    shapes = read_weight_shapes(where)
     stand_ins = {k: torch.empty(s, device="meta") for k, s in shapes.items()}
     try:
         with torch.device("meta"):

@@ -86,7 +86,9 @@ def load_model(
 
         model = load_weights(path)
     else:
-        check_width("N", N), check_width("M", M), check_seed(seed)
+        check_width("N", N)
+        check_width("M", M)
+        check_seed(seed)
         torch.manual_seed(seed)
         model = family.architectures[arch](N=N, M=M)
     if model.arch != arch:

@@ -332,17 +332,18 @@ def _type_name(exc: BaseException) -> str:
 
 def _address_space() -> int:
     """This process's virtual size in bytes (0 where /proc is missing)."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
+    return _statm(0)
 
 
 def _rss() -> int:
     """This process's resident size in bytes (0 where /proc is missing)."""
+    return _statm(1)
+
+
+def _statm(field: int) -> int:
+    """Field ``field`` of /proc/self/statm (0: size, 1: resident) in bytes; 0 without /proc."""
     try:
         with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            return int(f.read().split()[field]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return 0

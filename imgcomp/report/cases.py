@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-__all__ = ["CodecNames", "setting_of", "short_ops", "split_base", "split_case_id"]
+__all__ = ["CodecNames", "setting_of", "short_ops", "split_base", "split_case_id", "split_ops"]
 
 #: The setting suffix of a base id (as :func:`imgcomp.study.case_family` strips it).
 _SETTING = re.compile(r"-([a-z]+[0-9][0-9.]*)$")
@@ -60,10 +60,17 @@ def setting_of(params: Mapping[str, Any]) -> str | None:
     return text or None
 
 
+def split_ops(ops: str) -> tuple[str, str]:
+    """(prune tag, quant tag) of an op configuration: ``prune=enc0.3,dec0,ent0:l1/quant=int8``
+    -> (``enc0.3,dec0,ent0:l1``, ``int8``)."""
+    prune, _, quant = ops.removeprefix("prune=").partition("/quant=")
+    return prune, quant
+
+
 def short_ops(ops: str) -> str:
     """A compact label of an op configuration for figure annotations:
     ``prune=enc0.3,dec0,ent0:l1/quant=int8`` -> ``enc0.3,dec0,ent0:l1 + int8``."""
-    prune, _, quant = ops.removeprefix("prune=").partition("/quant=")
+    prune, quant = split_ops(ops)
     parts = [p for p in (prune, quant) if p and p != "none"]
     return " + ".join(parts) or "unmodified"
 

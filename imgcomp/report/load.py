@@ -82,8 +82,13 @@ class BenchmarkRun:
     @property
     def label(self) -> str:
         """Short commit (``*``: uncommitted changes) and the run's UTC minute."""
-        commit = (self.commit or "nocommit")[:7] + ("*" if self.dirty else "")
-        return f"{commit} {self.datetime:%Y-%m-%d %H:%M}"
+        return run_label(self.commit, self.dirty, self.datetime)
+
+
+def run_label(commit: str | None, dirty: bool, when: datetime) -> str:
+    """A saved run as figures and tables name it: short commit (``*``: uncommitted changes)
+    and its UTC minute."""
+    return (commit or "nocommit")[:7] + ("*" if dirty else "") + f" {when:%Y-%m-%d %H:%M}"
 
 
 @dataclass(frozen=True)
@@ -119,8 +124,8 @@ class QualityRun:
 
     @property
     def label(self) -> str:
-        commit = (self.commit or "nocommit")[:7] + ("*" if self.dirty else "")
-        return f"{commit} {self.datetime:%Y-%m-%d %H:%M}"
+        """As :attr:`BenchmarkRun.label`."""
+        return run_label(self.commit, self.dirty, self.datetime)
 
 
 @dataclass(frozen=True)

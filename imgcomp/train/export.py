@@ -31,6 +31,7 @@ __all__ = [
     "fit_quantiles",
     "load_weights",
     "read_metadata",
+    "read_weight_shapes",
     "read_weight_tensors",
 ]
 
@@ -204,11 +205,7 @@ def _check_shapes_first(path: str | os.PathLike[str], meta: Mapping[str, str]) -
             model, what = _build_from_metadata(meta)
     except (KeyError, ValueError, TypeError, RuntimeError, NotImplementedError) as exc:
         raise CheckpointError(f"{where!r}: bad metadata: {exc}") from None
-    try:
-        with safe_open(where, "pt") as f:
-            stored = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read weights {where!r}: {exc}") from None
+    stored = read_weight_shapes(where)
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     wrong = [
         k
@@ -223,6 +220,17 @@ def _check_shapes_first(path: str | os.PathLike[str], meta: Mapping[str, str]) -
             f"{where!r}: its metadata describes {what}, whose tensors differ from the file's "
             f"({len(wrong)} of them; file vs metadata: {shown})"
         )
+
+
+def read_weight_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
+    """The tensor shapes a safetensors file's header declares, no tensor read (CheckpointError
+    if unreadable): what loaders check a file's metadata against before building anything."""
+    where = os.fspath(path)
+    try:
+        with safe_open(where, "pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read weights {where!r}: {exc}") from None
 
 
 def read_weight_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
