@@ -15,6 +15,7 @@ import numpy as np
 from imgcomp.bitstream import StreamHeader, unpack
 from imgcomp.errors import ImgcompError
 from imgcomp.fuzz.mutate import mutate
+from imgcomp.fuzz.persistent import DEFAULT_RECYCLE, decode_persistent
 from imgcomp.fuzz.report import FAILURES, CampaignReport, _save, _summarize
 from imgcomp.fuzz.target import DECODE_PATHS, Target
 from imgcomp.fuzz.worker import _decode_all, _Item, _rss
@@ -33,6 +34,7 @@ def run_campaign(
     progress: bool = False,
     jobs: int = 1,
     kinds: Sequence[str] | None = None,
+    recycle: int = DEFAULT_RECYCLE,
 ) -> CampaignReport:
     """Decode ``mutants_per_target`` mutants of each target's stream, one worker each.
 
@@ -42,13 +44,17 @@ def run_campaign(
     plus a line in ``reproducers.jsonl``, rewritten per campaign; ``report.json`` at the end).
     A decode is killed after ``time_limit_s``; ``memory_limit_bytes`` is the address space it
     may add (``RLIMIT_AS`` = the worker's size at the fork + this). ``jobs`` workers run at
-    once; ``kinds`` restricts the mutation kinds (see :mod:`imgcomp.fuzz.mutate`). Forking is
-    only safe without running threads: run campaigns with ``OMP_NUM_THREADS=1``.
+    once; ``kinds`` restricts the mutation kinds (see :mod:`imgcomp.fuzz.mutate`). A worker
+    decodes up to ``recycle`` mutants (:mod:`imgcomp.fuzz.persistent`; failures confirmed in a
+    fresh worker); ``recycle=1`` forks one per mutant. Forking is only safe without running
+    threads: run campaigns with ``OMP_NUM_THREADS=1``.
     """
     if not hasattr(os, "fork"):
         raise NotImplementedError("fuzz campaigns fork their workers: Linux or macOS only")
     if mutants_per_target < 0 or time_limit_s <= 0 or memory_limit_bytes <= 0 or jobs < 1:
         raise ValueError("mutants_per_target >= 0, time_limit_s > 0, memory > 0, jobs >= 1")
+    if recycle < 1:
+        raise ValueError(f"recycle >= 1 (1: a fresh worker per mutant), got {recycle}")
     decoders = [t.decoder() for t in targets]  # every codec built before the first fork
     names = tuple(list_codecs(aliases=True))
     donors = _donors(targets)
@@ -70,7 +76,11 @@ def run_campaign(
                 yield i, *mutate(target.stream, rng, codec_names=names, donors=others, kinds=kinds)
 
         results = []
-        runs = _decode_all(target.label, decode, items(), time_limit_s, memory_limit_bytes, jobs)
+        limits = (time_limit_s, memory_limit_bytes, jobs)
+        if recycle == 1:
+            runs = _decode_all(target.label, decode, items(), *limits)
+        else:
+            runs = decode_persistent(target.label, decode, items(), *limits, recycle=recycle)
         for result, data in runs:
             if out is not None and result.outcome in FAILURES:
                 report.reproducers.append(_save(out, target, result, data, seed))

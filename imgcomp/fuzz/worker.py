@@ -205,17 +205,39 @@ def _reap(label: str, worker: _Worker, time_limit_s: float, kill: bool) -> Mutan
     for fd in [*worker.open, worker.stdin_w]:
         os.close(fd)
     worker.open.clear()
-    index, _, description = worker.item
-    wall = time.perf_counter() - worker.start
-    result = MutantResult(label, index, "crash", description, wall, usage.ru_maxrss * 1024)
-    try:
-        message = json.loads(worker.result.decode()) if worker.result else None
-    except ValueError:
-        message = None
+    result = _ended(label, worker.item, status, usage, kill, time_limit_s, worker.start)
+    message = _message(worker.result)
     if message is not None:
         result.outcome, result.error = message["outcome"], message["error"]
         result.where, result.elapsed_s = message["where"], message["elapsed_s"]
-    elif kill:
+    if result.outcome in ("crash", "foreign"):
+        result.stderr = worker.stderr.text()
+    return result
+
+
+def _message(raw: bytes | bytearray) -> dict | None:
+    """The worker's JSON result, or None when it wrote none (or a torn one)."""
+    try:
+        return json.loads(raw.decode()) if raw else None
+    except ValueError:
+        return None
+
+
+def _ended(
+    label: str,
+    item: _Item,
+    status: int,
+    usage: Any,
+    killed: bool,
+    time_limit_s: float,
+    start: float,
+) -> MutantResult:
+    """The result of a worker that ended without a result: over time when we killed it, over
+    memory for a SIGKILL we did not send, else a crash named by its signal or exit status."""
+    index, _, description = item
+    wall = time.perf_counter() - start
+    result = MutantResult(label, index, "crash", description, wall, usage.ru_maxrss * 1024)
+    if killed:
         result.outcome, result.error = "over_time", f"killed after {time_limit_s:g} s"
     elif os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
@@ -227,8 +249,6 @@ def _reap(label: str, worker: _Worker, time_limit_s: float, kill: bool) -> Mutan
             result.error = f"killed by {signal.Signals(sig).name}"
     else:
         result.error = f"exited with status {os.waitstatus_to_exitcode(status)}, no result"
-    if result.outcome in ("crash", "foreign"):
-        result.stderr = worker.stderr.text()
     return result
 
 
@@ -250,6 +270,15 @@ def _work(
     memory_limit_bytes: int,
 ) -> None:
     """Set the worker up, decode ``data``, write the outcome as JSON to ``res_w`` and exit."""
+    _setup_child(err_w, in_r, memory_limit_bytes)
+    _write_all(res_w, json.dumps(_decode_message(decode, data)).encode())
+    os._exit(0)
+
+
+def _setup_child(err_w: int, in_r: int, memory_limit_bytes: int) -> None:
+    """A forked worker's limits and descriptors: its own process group, stdin a silent pipe,
+    stdout discarded, stderr to ``err_w``, no core dumps, one thread, ``RLIMIT_AS`` = its size
+    now + ``memory_limit_bytes``."""
     gc.disable()  # a collection would touch (and copy) every page of the parent's objects
     with contextlib.suppress(OSError):
         os.setpgid(0, 0)
@@ -271,6 +300,10 @@ def _work(
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
+
+
+def _decode_message(decode: Callable[[bytes], Any], data: bytes) -> dict[str, Any]:
+    """Decode ``data`` and say how it ended (outcome, error, where, elapsed_s)."""
     start = time.perf_counter()
     try:
         outcome, error = _check_image(decode(data), data)
@@ -279,11 +312,13 @@ def _work(
         outcome, error = classify_exception(exc)
         where = _where(exc)
     elapsed = time.perf_counter() - start
-    message = {"outcome": outcome, "error": error, "where": where, "elapsed_s": elapsed}
-    view = memoryview(json.dumps(message).encode())
+    return {"outcome": outcome, "error": error, "where": where, "elapsed_s": elapsed}
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
     while view:
-        view = view[os.write(res_w, view) :]
-    os._exit(0)
+        view = view[os.write(fd, view) :]
 
 
 def _check_image(img: object, data: bytes) -> tuple[str, str]:
