@@ -10,10 +10,13 @@ from imgcomp.evaluate import summarize
 
 
 @pytest.mark.quality
-def test_quality(case: Case, case_results, baseline_store, pytestconfig, record_property) -> None:
+def test_quality(
+    case: Case, case_results, case_crops, baseline_store, pytestconfig, record_property
+) -> None:
     results = case_results(case)
     summary = {"case": case.id, "images": len(results), **summarize(results)}
     record_property("imgcomp_images", {"case": case.id, "images": [r.as_dict() for r in results]})
+    record_property("imgcomp_crop", case_crops.record(case.id))
     if pytestconfig.getoption("--update-baselines"):
         try:
             changes = baseline_store.update(

@@ -9,7 +9,7 @@ imgcomp study --codec mbt2018-mean --quality 3 --dataset kodak   # the pruning s
 imgcomp study --codec toderici2017 --iterations 3 --dataset kodak  # the RNN's Table 1
 imgcomp list
 imgcomp fuzz --mutants 10000 --out fuzz-run     # hostile streams against every decoder
-imgcomp report .benchmarks study.json --out report   # HTML: RD curves, ops, latency history
+imgcomp report .benchmarks study.json --out report   # HTML: RD curves, ops, latency, crops
 """
 
 from __future__ import annotations
@@ -230,8 +230,9 @@ def _decode_plain(data: bytes, max_pixels: int | None = None):
 def _cmd_eval(args: argparse.Namespace) -> int:
     from imgcomp.data import load_dataset
     from imgcomp.evaluate import evaluate, format_table, summarize
+    from imgcomp.progress import enabled
 
-    dataset = load_dataset(args.dataset)
+    dataset = load_dataset(args.dataset, progress=enabled(args.quiet))
     if args.images is not None:
         dataset = dataset.subset(args.images)
     codec = _apply_ops(_codec_from_args(args), args)
@@ -257,7 +258,14 @@ def _cmd_study(args: argparse.Namespace) -> int:
     import torch
 
     from imgcomp.data import load_dataset
-    from imgcomp.study import format_study_table, get_grid, rows_to_json, run_study
+    from imgcomp.progress import enabled as progress_enabled
+    from imgcomp.study import (
+        StudyProgress,
+        format_study_table,
+        get_grid,
+        rows_to_json,
+        run_study,
+    )
 
     if args.repeats < 1:
         raise ImgcompError(f"--repeats must be at least 1, got {args.repeats}")
@@ -270,7 +278,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     steady_allocator()  # timings independent of what ran before (pruning, recovery training)
     threads = torch.get_num_threads()
     codec = _codec_from_args(args)
-    dataset = load_dataset(args.dataset)
+    dataset = load_dataset(args.dataset, progress=progress_enabled(args.quiet))
     if args.images is not None:
         dataset = dataset.subset(args.images)
     images = [(item.name, item.load()) for item in dataset]
@@ -287,43 +295,24 @@ def _cmd_study(args: argparse.Namespace) -> int:
             Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
         return 0
     configs = get_grid(args.grid, family=getattr(codec, "family", None))
-
-    tty = sys.stderr.isatty()
-
-    def progress(config, done: int, total: int) -> None:
-        if done == 0:  # building the row's codec (structured pruning fine-tunes: minutes)
-            if config.pruned or config.quant:
-                print(f"{config.label}: applying the ops", file=sys.stderr, flush=True)
-        elif tty:
-            end = "\n" if done == total else ""
-            print(f"\r{config.label}: {done}/{total} images", end=end, file=sys.stderr, flush=True)
-        elif done == total:
-            print(f"{config.label}: {total} images", file=sys.stderr)
-
-    def timing_progress(done: int, total: int) -> None:
-        if tty:
-            end = "\n" if done == total else ""
-            print(f"\rtiming: round {done}/{total}", end=end, file=sys.stderr, flush=True)
-        elif done == total:
-            print(f"timing: {total} rounds", file=sys.stderr)
-
     skipped: list[tuple[str, str]] = []  # configurations whose ops the codec lacks (no row)
 
-    def skip(config, error: Exception) -> None:
-        skipped.append((config.label, str(error)))
-        if not args.quiet:
-            print(f"{config.label}: skipped ({error})", file=sys.stderr, flush=True)
+    with StudyProgress(len(configs), len(images), quiet=args.quiet) as bars:
 
-    rows = run_study(
-        codec,
-        configs,
-        images,
-        repeats=args.repeats,
-        data=args.train_data,
-        progress=None if args.quiet else progress,
-        timing_progress=None if args.quiet else timing_progress,
-        skip=skip,
-    )
+        def skip(config, error: Exception) -> None:
+            skipped.append((config.label, str(error)))
+            bars.skip(config, error)
+
+        rows = run_study(
+            codec,
+            configs,
+            images,
+            repeats=args.repeats,
+            data=args.train_data,
+            progress=bars.quality,
+            timing_progress=bars.timing,
+            skip=skip,
+        )
     if not rows:
         raise ImgcompError(
             "no configuration could be built: " + "; ".join(f"{k}: {e}" for k, e in skipped)
@@ -364,6 +353,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     """An HTML report of saved benchmark runs, quality results and eval / study JSON files."""
     import warnings
 
+    from imgcomp.progress import enabled
     from imgcomp.report import ReportWarning, build_report
     from imgcomp.report.load import kinds_count
 
@@ -376,13 +366,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
         )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ReportWarning)  # said below, once each
-        report = build_report(inputs, Path(args.out))
+        report = build_report(
+            inputs,
+            Path(args.out),
+            benchmark_action=Path(args.benchmark_action) if args.benchmark_action else None,
+            progress=enabled(args.quiet),
+        )
     counts = ", ".join(f"{n} {kind}" for kind, n in kinds_count(report.files).items())
     print(f"read {len(report.files)} files ({counts}) from {', '.join(map(str, inputs))}")
     for message in report.warnings:
         print(f"warning: {message}", file=sys.stderr)
-    print(f"{len(report.figures)} figures, {len(report.tables)} tables")
+    crops = sum(len(g.tiles) for g in report.galleries.values())
+    print(f"{len(report.figures)} figures, {len(report.tables)} tables, {crops} crops")
     print(f"wrote {report.index}")
+    if report.history is not None:
+        print(f"wrote {report.history[0]} and {report.history[1]} (github-action-benchmark)")
     return 0
 
 
@@ -570,7 +568,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON files or folders searched for *.json: pytest-benchmark saves, pytest bench "
         "--quality-json files, imgcomp eval / study --json files (default: .benchmarks)",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="writes DIR/index.html, DIR/figures")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="writes DIR/index.html, DIR/figures, DIR/crops"
+    )
+    p.add_argument(
+        "--benchmark-action",
+        metavar="DIR",
+        help="also write DIR/quality-bigger.json (SSIM, PSNR, MS-SSIM per case) and "
+        "DIR/quality-smaller.json (bpp) of the newest quality results, in github-action-"
+        "benchmark's customBiggerIsBetter / customSmallerIsBetter formats",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("list", help="list registered codecs")
@@ -673,6 +681,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--time-limit", type=float, default=5.0, metavar="S", help="per mutant")
     p.add_argument("--memory-mib", type=int, default=3072, help="memory a decode may add")
     p.add_argument("--jobs", type=int, default=1, help="workers at once")
+    p.add_argument(
+        "--recycle",
+        type=int,
+        default=250,
+        metavar="N",
+        help="mutants one worker decodes before a fresh fork (failures are re-run in a fresh "
+        "worker); 1: a fresh worker per mutant",
+    )
     p.set_defaults(func=_cmd_fuzz)
     return parser
 
@@ -694,6 +710,7 @@ def _cmd_fuzz(args: argparse.Namespace) -> int:
         memory_limit_bytes=args.memory_mib << 20,
         progress=True,
         jobs=args.jobs,
+        recycle=args.recycle,
     )
     print(report.table())
     return 0 if report.ok else 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -12,6 +12,11 @@ import numpy as np
 from imgcomp import metrics
 from imgcomp.codecs.base import Codec
 from imgcomp.errors import ImgcompError
+from imgcomp.progress import bar as progress_bar
+
+#: ``on_decoded(name, original, decoded)``: sees each image's decoded pixels (the suite keeps a
+#: crop of them for the report's visual comparison).
+OnDecoded = Callable[[str, np.ndarray, np.ndarray], None]
 
 
 @dataclass(frozen=True)
@@ -40,12 +45,19 @@ class RoundTripError(ImgcompError, AssertionError):
     """A codec is not reproducible: bytes or pixels differ between identical calls."""
 
 
-def evaluate_image(codec: Codec, name: str, img: np.ndarray, verify: bool = False) -> ImageResult:
+def evaluate_image(
+    codec: Codec,
+    name: str,
+    img: np.ndarray,
+    verify: bool = False,
+    on_decoded: OnDecoded | None = None,
+) -> ImageResult:
     """Encode ``img`` to bytes, decode those bytes, and measure the reconstruction.
 
     With ``verify``, also check that re-encoding gives identical bytes, that decoding the same
     bytes twice gives identical pixels and, for codecs exposing ``reconstruct(img)`` (learned
     codecs: the model's own quantized reconstruction), that the decoded pixels equal it.
+    ``on_decoded(name, img, decoded)`` is called with the decoded pixels (outside the timing).
     """
     t0 = time.perf_counter()
     data = codec.encode(img)
@@ -54,6 +66,8 @@ def evaluate_image(codec: Codec, name: str, img: np.ndarray, verify: bool = Fals
     t2 = time.perf_counter()
     if verify:
         _verify_round_trip(codec, name, img, data, rec)
+    if on_decoded is not None:
+        on_decoded(name, img, rec)
     h, w = img.shape[:2]
     quality = metrics.evaluate_pair(img, rec)
     return ImageResult(
@@ -87,14 +101,15 @@ def evaluate(
     images: Iterable[tuple[str, np.ndarray]],
     progress: bool = False,
     verify: bool = False,
+    on_decoded: OnDecoded | None = None,
 ) -> list[ImageResult]:
-    """Evaluate ``codec`` on (name, image) pairs, in order (see :func:`evaluate_image`)."""
-    items = list(images) if progress else images
-    if progress:
-        from tqdm import tqdm
-
-        items = tqdm(items, desc=getattr(codec, "name", "codec"), unit="img")
-    return [evaluate_image(codec, name, img, verify) for name, img in items]
+    """Evaluate ``codec`` on (name, image) pairs, in order (see :func:`evaluate_image`);
+    ``progress``: a bar on stderr where :func:`imgcomp.progress.enabled` allows one."""
+    if not progress:
+        return [evaluate_image(codec, name, img, verify, on_decoded) for name, img in images]
+    items = list(images)
+    with progress_bar(items, desc=getattr(codec, "name", "codec"), unit="img") as bar:
+        return [evaluate_image(codec, name, img, verify, on_decoded) for name, img in bar]
 
 
 def summarize(results: Sequence[ImageResult]) -> dict[str, float]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import product
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 import imgcomp
+from imgcomp import progress
 from imgcomp.codecs.base import Codec
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError, UnknownCodecError
@@ -65,6 +67,7 @@ __all__ = [
     "STUDY_GRID",
     "TABLE_COLUMNS",
     "StudyConfig",
+    "StudyProgress",
     "StudyRow",
     "case_family",
     "config_from_tags",
@@ -705,6 +708,59 @@ def run_study(
             )
         )
     return rows
+
+
+class StudyProgress:
+    """Progress of :func:`run_study` on stderr, as :mod:`imgcomp.progress` decides: one bar
+    over the quality pass (configurations x images; its title names the row whose ops are being
+    applied), then one over the timing rounds. Pass :meth:`quality`, :meth:`timing` and
+    :meth:`skip` as ``run_study``'s callbacks; a context manager (closes the bars)."""
+
+    def __init__(self, configs: int, images: int, quiet: bool = False) -> None:
+        self.images, self.quiet = images, quiet
+        self._quality = progress.bar(
+            total=configs * images, desc="quality pass", unit="img", quiet=quiet
+        )
+        self._timing = None
+
+    def quality(self, config: StudyConfig, done: int, total: int) -> None:
+        """``run_study``'s ``progress``: ``done`` 0 while a row's codec is built."""
+        if done == 0:
+            applying = config.pruned or bool(config.quant)
+            self._quality.set_description_str(
+                f"{config.label}: applying the ops" if applying else config.label
+            )
+        else:
+            self._quality.set_description_str(config.label, refresh=False)
+            self._quality.update(1)
+
+    def timing(self, done: int, total: int) -> None:
+        """``run_study``'s ``timing_progress``: one timing round done of ``total``."""
+        if self._timing is None:
+            self._quality.close()
+            self._timing = progress.bar(total=total, desc="timing", unit="round", quiet=self.quiet)
+        self._timing.update(done - self._timing.n)
+
+    def skip(self, config: StudyConfig, error: Exception) -> None:
+        """A row left out (its ops do not apply): one line on stderr (none when quiet), and
+        the quality bar counts its images no more."""
+        if self._quality.total:
+            self._quality.total -= self.images
+            self._quality.refresh()
+        if not self.quiet:
+            self._quality.write(f"{config.label}: skipped ({error})", file=sys.stderr)
+
+    def close(self) -> None:
+        """Close the bars."""
+        self._quality.close()
+        if self._timing is not None:
+            self._timing.close()
+
+    def __enter__(self) -> StudyProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _sizes(size: ComponentProfile | None) -> dict[str, int]:

@@ -9,10 +9,13 @@ Inputs (any mix, recognised by content; folders searched for ``*.json``): pytest
 the suite's quality results (``pytest bench --quality-json``), ``imgcomp eval --json`` and
 ``imgcomp study --json`` files. The page shows rate-distortion curves per codec, each learned
 codec's op frontier (decode speed-up and model size against SSIM drop), the latency history
-across saved runs (with the change between the last two) and the study tables. Modules:
-:mod:`~imgcomp.report.load` (reading), :mod:`~imgcomp.report.data` (what is plotted),
-:mod:`~imgcomp.report.figures`, :mod:`~imgcomp.report.tables`, :mod:`~imgcomp.report.html`,
-:mod:`~imgcomp.report.build`.
+across saved runs (with the change between the last two), the study tables and the visual
+comparison (the suite's crops of one image under each codec and op, at about equal bpp).
+``build_report(..., benchmark_action=DIR)`` also writes the newest quality run for
+github-action-benchmark. Modules: :mod:`~imgcomp.report.load` (reading),
+:mod:`~imgcomp.report.data` (what is plotted), :mod:`~imgcomp.report.figures`,
+:mod:`~imgcomp.report.crops`, :mod:`~imgcomp.report.tables`, :mod:`~imgcomp.report.history`,
+:mod:`~imgcomp.report.html`, :mod:`~imgcomp.report.build`.
 """
 
 from imgcomp.report.build import Report, build_report

@@ -1,4 +1,5 @@
-"""Build the report: read the inputs, compute what to plot, draw the figures, write the page."""
+"""Build the report: read the inputs, compute what to plot, draw the figures, copy the crops,
+write the page (and, when asked, the quality history for github-action-benchmark)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from pathlib import Path
 
 from imgcomp.errors import ImgcompError
 from imgcomp.fsutil import atomic_write_text
+from imgcomp.report.crops import Gallery, copy_tiles, visual_comparisons
 from imgcomp.report.data import codec_names, frontier_points, latency_history, rd_points
 from imgcomp.report.figures import Figure, frontier_figures, latency_figures, rd_figures, save
+from imgcomp.report.history import newest_run, write_history
 from imgcomp.report.html import Section, render_page
 from imgcomp.report.load import BenchmarkRun, ReportWarning, load_inputs
 from imgcomp.report.tables import (
@@ -30,8 +33,9 @@ FIGURES_DIR = "figures"
 
 @dataclass
 class Report:
-    """A written report: its page, every figure (with the data it plots) and table, the files
-    read (with their kind) and skipped (with why), and the warnings given."""
+    """A written report: its page, every figure (with the data it plots), table and gallery of
+    crops, the files read (with their kind) and skipped (with why), the warnings given and the
+    github-action-benchmark files written (``history``: bigger-, then smaller-is-better)."""
 
     out_dir: Path
     index: Path
@@ -40,14 +44,24 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     figures: dict[str, Figure] = field(default_factory=dict)
     tables: dict[str, Table] = field(default_factory=dict)
+    galleries: dict[str, Gallery] = field(default_factory=dict)
     runs: list[BenchmarkRun] = field(default_factory=list)
+    history: tuple[Path, Path] | None = None
 
 
-def build_report(inputs: Sequence[Path], out_dir: Path) -> Report:
+def build_report(
+    inputs: Sequence[Path],
+    out_dir: Path,
+    *,
+    benchmark_action: Path | None = None,
+    progress: bool = False,
+) -> Report:
     """Read ``inputs`` (files and folders, any mix of kinds: see :mod:`imgcomp.report.load`)
-    and write ``out_dir/index.html`` with its figures under ``out_dir/figures``. Inputs of no
-    known kind are skipped with a :class:`ReportWarning`; ImgcompError when a path is missing
-    or no input could be read."""
+    and write ``out_dir/index.html`` with its figures under ``out_dir/figures`` and its crops
+    under ``out_dir/crops``; with ``benchmark_action``, the newest quality run's metrics there
+    too (:mod:`imgcomp.report.history`). ``progress``: a bar while the figures are drawn. Inputs
+    of no known kind are skipped with a :class:`ReportWarning`; ImgcompError when a path is
+    missing, no input could be read, or ``benchmark_action`` has no quality run to write."""
     out_dir = Path(out_dir)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -56,6 +70,7 @@ def build_report(inputs: Sequence[Path], out_dir: Path) -> Report:
         rd = rd_points(found, names)
         ops = frontier_points(found, names)
         history = latency_history(found)
+        galleries = visual_comparisons(found, names)
     for w in caught:  # given again, outside: the caller's filters decide
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if not found.files:
@@ -64,6 +79,7 @@ def build_report(inputs: Sequence[Path], out_dir: Path) -> Report:
             f"no report input in {what}: no JSON file of a kind the report reads (pytest-benchmark "
             "saves, pytest bench --quality-json files, imgcomp eval / study --json files)"
         )
+    newest = newest_run(found) if benchmark_action is not None else None  # before any writing
     report = Report(
         out_dir=out_dir,
         index=out_dir / "index.html",
@@ -72,9 +88,10 @@ def build_report(inputs: Sequence[Path], out_dir: Path) -> Report:
         warnings=[str(w.message) for w in caught if issubclass(w.category, ReportWarning)],
         runs=history.runs,
     )
-    sections = _sections(report, found, rd, ops, history)
-    save(list(report.figures.values()), out_dir / FIGURES_DIR)
+    sections = _sections(report, found, rd, ops, history, galleries)
+    save(list(report.figures.values()), out_dir / FIGURES_DIR, progress=progress)
     out_dir.mkdir(parents=True, exist_ok=True)
+    copy_tiles(list(report.galleries.values()), out_dir)
     page = render_page(
         sections,
         out_dir,
@@ -83,10 +100,12 @@ def build_report(inputs: Sequence[Path], out_dir: Path) -> Report:
         warnings=report.warnings,
     )
     atomic_write_text(report.index, page)
+    if newest is not None and benchmark_action is not None:
+        report.history = write_history(newest, Path(benchmark_action))
     return report
 
 
-def _sections(report: Report, found, rd, ops, history) -> list[Section]:
+def _sections(report: Report, found, rd, ops, history, galleries) -> list[Section]:
     def figure(section: Section, fig: Figure) -> None:
         report.figures[fig.name] = fig
         section.add(fig)
@@ -142,4 +161,16 @@ def _sections(report: Report, found, rd, ops, history) -> list[Section]:
     for study in found.studies:
         if study.rows:
             table(studies, f"study:{study.path.name}", study_table(study))
-    return [quality, frontier, latency, studies]
+    if not galleries:  # no crops in the inputs: no section (and no link to one)
+        return [quality, frontier, latency, studies]
+    visual = Section(
+        "Visual comparison",
+        "The same crop of one image, decoded from each case's real bitstream by the suite's "
+        "quality pass (its first image, the crop of most detail), next to the original; shown "
+        "at twice its size. Under each: the case, and its bpp, SSIM and PSNR on that image.",
+        anchor="visual",
+    )
+    for gallery in galleries:
+        report.galleries[gallery.name] = gallery
+        visual.add(gallery)
+    return [quality, visual, frontier, latency, studies]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imgcomp.progress import bar as progress_bar
 from imgcomp.report.cases import short_ops
 from imgcomp.report.data import RD_METRICS, LatencyHistory, OpPoint, RDSeries, pareto, short_names
 
@@ -163,15 +164,19 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name.replace(":", "-")).strip("-") or "figure"
 
 
-def save(figures: Sequence[Figure], folder: Path) -> None:
+def save(figures: Sequence[Figure], folder: Path, progress: bool = False) -> None:
     """Draw each figure into ``folder`` as ``<slug>.svg`` and ``<slug>.png`` (file names unique
-    across ``figures``); sets their ``svg``, ``png`` and ``gids``."""
+    across ``figures``); sets their ``svg``, ``png`` and ``gids``. ``progress``: a bar on
+    stderr where :func:`imgcomp.progress.enabled` allows one."""
     import matplotlib
 
     folder.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
-    with matplotlib.rc_context(_RC):
-        for figure in figures:
+    with (
+        matplotlib.rc_context(_RC),
+        progress_bar(figures, quiet=not progress, desc="figures", unit="fig") as bar,
+    ):
+        for figure in bar:
             stem, n = _slug(figure.name), 2
             while stem.lower() in used:
                 stem, n = f"{_slug(figure.name)}-{n}", n + 1

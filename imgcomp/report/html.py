@@ -1,5 +1,6 @@
-"""The report's page: one HTML file, its style inline, its figures referenced by relative path
-(SVG shown, PNG linked); no script, no external URL."""
+"""The report's page: one HTML file, its style inline, its figures and crops referenced by
+relative path (SVG shown, PNG linked; crops shown at twice their size, pixels kept sharp); no
+script, no external URL."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 
+from imgcomp.report.crops import Gallery, Tile
 from imgcomp.report.figures import Figure
 from imgcomp.report.tables import Table
 
@@ -26,6 +28,9 @@ caption { text-align: left; font-weight: 600; padding: 0.3em 0; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { font-size: 0.85em; color: #555; } p.note { font-size: 0.85em; color: #555; }
 .empty { color: #777; font-style: italic; } .warn { color: #a40; }
+.tiles { display: flex; flex-wrap: wrap; gap: 0.8em; margin-top: 0.4em; }
+figure.tile { margin: 0; } figure.tile img { image-rendering: pixelated; border: 0; }
+figure.tile figcaption { font-size: 0.75em; overflow-wrap: anywhere; }
 """
 
 
@@ -35,10 +40,10 @@ class Section:
     def __init__(self, title: str, intro: str = "", anchor: str = "") -> None:
         self.title, self.intro = title, intro
         self.anchor = anchor or "".join(c if c.isalnum() else "-" for c in title.lower())
-        self.parts: list[Figure | Table | str] = []
+        self.parts: list[Figure | Table | Gallery | str] = []
 
-    def add(self, part: Figure | Table | str) -> Section:
-        """Append a figure, a table or a subheading (a string)."""
+    def add(self, part: Figure | Table | Gallery | str) -> Section:
+        """Append a figure, a table, a gallery of crops or a subheading (a string)."""
         self.parts.append(part)
         return self
 
@@ -54,6 +59,34 @@ def _figure(figure: Figure, start: Path) -> str:
         f'<figure id="{escape(figure.svg.stem)}"><img src="{svg}" alt="{escape(figure.title)}">'
         f'<figcaption>{escape(figure.title)} (<a href="{svg}">SVG</a>, '
         f'<a href="{png}">PNG</a>)</figcaption></figure>'
+    )
+
+
+def _tile(tile: Tile, start: Path) -> str:
+    assert tile.file is not None, "copy_tiles() the galleries first"
+    src = escape(_rel(tile.file, start))
+    if tile.case is None:
+        lines = [f"<b>{escape(tile.label)}</b>", escape(tile.note)]
+    else:
+        values = [
+            f"{tile.bpp:.3f} bpp" if tile.bpp is not None else "bpp -",
+            f"SSIM {tile.ssim:.4f}" if tile.ssim is not None else "SSIM -",
+            f"{tile.psnr:.2f} dB" if tile.psnr is not None else "PSNR -",
+        ]
+        lines = [f"<b>{escape(tile.label)}</b>", escape(", ".join(values))]
+    return (
+        f'<figure class="tile" style="width: {2 * tile.width}px"><img src="{src}" '
+        f'width="{2 * tile.width}" height="{2 * tile.height}" alt="{escape(tile.label)}">'
+        f"<figcaption>{'<br>'.join(lines)}</figcaption></figure>"
+    )
+
+
+def _gallery(gallery: Gallery, start: Path) -> str:
+    anchor = "".join(c if c.isalnum() or c in "-_" else "-" for c in gallery.name)
+    tiles = "".join(_tile(t, start) for t in gallery.tiles)
+    return (
+        f'<figure class="gallery" id="{escape(anchor)}"><figcaption>{escape(gallery.title)}'
+        f'</figcaption><div class="tiles">{tiles}</div></figure>'
     )
 
 
@@ -111,6 +144,8 @@ def render_page(
                 out.append(_figure(part, out_dir))
             elif isinstance(part, Table):
                 out.append(_table(part))
+            elif isinstance(part, Gallery):
+                out.append(_gallery(part, out_dir))
             else:
                 out.append(f"<h3>{escape(part)}</h3>")
         out.append("</section>")

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
 
 from imgcomp.devices import resolve_device
 from imgcomp.errors import CheckpointError, ImgcompError
 from imgcomp.fsutil import atomic_write_text
+from imgcomp.progress import bar as progress_bar
+from imgcomp.progress import enabled as progress_enabled
 from imgcomp.train import objectives
 from imgcomp.train.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -55,7 +56,7 @@ def train(config: TrainConfig) -> Path:
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
 
-    trainset = load_training_set(config.data, progress=config.progress)
+    trainset = load_training_set(config.data, progress=progress_enabled(not config.progress))
     files = list(trainset.files)
     fingerprint = trainset.fingerprint()
     state = read_checkpoint(ckpt_path) if ckpt_path.exists() else None
@@ -125,12 +126,11 @@ def train(config: TrainConfig) -> Path:
             write_checkpoint(ckpt_path, payload)
 
         logger = _Logger(out / LOG_NAME, config, objective)
-        bar = tqdm(
+        bar = progress_bar(
             total=config.steps,
             initial=start_step,
             unit="step",
-            disable=not config.progress,
-            dynamic_ncols=True,
+            quiet=not config.progress,
             desc=out.name,
         )
         step = start_step
