@@ -84,6 +84,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="cpu, cuda or cuda:N; with cuda and pytest-xdist each worker is pinned to one GPU",
     )
     group.addoption(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="run only part K of N (1 <= K <= N) of the selected tests: a deterministic, "
+        "balanced split in which every test runs in exactly one part and tests sharing a case "
+        "or a module's side-by-side timing stay together; `imgcomp report` merges the parts",
+    )
+    group.addoption(
         "--quality-json",
         default=None,
         metavar="PATH",

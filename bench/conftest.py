@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.cases import Case, all_cases, matrix_learned_cases
-from bench.plan import Plan, matches
+from bench.plan import Plan, matches, plan_from_names
+from bench.shard import Shard, parse_shard, split, unit_key
 from imgcomp.baselines import BaselineStore
 from imgcomp.data import load_dataset
 from imgcomp.errors import DatasetError
@@ -20,6 +21,7 @@ _CHANGES: list[str] = []
 _SPEEDUPS: dict[str, dict] = {}
 _PRECISION: list[dict] = []
 _PER_IMAGE: dict[str, list[dict]] = {}
+_CROPS: dict[str, dict] = {}
 _STEADY = pytest.StashKey[bool]()
 
 
@@ -47,10 +49,63 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Pin glibc's malloc thresholds so timings do not drift with test order (see
-    :func:`imgcomp.timing.steady_allocator`)."""
+    :func:`imgcomp.timing.steady_allocator`); with ``--shard K/N``, keep only that part."""
     from imgcomp.timing import steady_allocator
 
     config.stash[_STEADY] = steady_allocator()
+    raw = config.getoption("--shard")
+    if raw is not None:
+        try:
+            shard = parse_shard(raw)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        config.pluginmanager.register(_ShardPlugin(shard), "imgcomp-shard")
+
+
+class _ShardPlugin:
+    """``--shard K/N``: deselect the other shards' tests (:mod:`bench.shard`), after every
+    other selection (``--case``, ``-m``, ``-k``) is done. Fewer units than shards stops the run
+    with exit 4 (an xdist worker cannot stop it: it tells the controller, which does)."""
+
+    def __init__(self, shard: Shard) -> None:
+        self.shard = shard
+        self.error: str | None = None
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list) -> None:
+        def describe(item: pytest.Item) -> tuple[str, str]:
+            case = _item_case(item)
+            return unit_key(item.nodeid, case.id if case else None), item.name
+
+        config.stash[_POSITIONS] = {item.nodeid: i for i, item in enumerate(items)}
+        try:
+            kept, dropped = split(items, self.shard, describe)
+        except ValueError as exc:
+            items[:] = []  # the collection's summary must not list the tests as selected
+            if not hasattr(config, "workerinput"):
+                raise pytest.UsageError(f"imgcomp bench: {exc}") from None
+            config.workeroutput[_SHARD_ERROR] = f"imgcomp bench: {exc}"
+            return
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = kept
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:
+        self.error = self.error or getattr(node, "workeroutput", {}).get(_SHARD_ERROR)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if self.error:
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line(f"ERROR: {self.error}", red=True)
+            session.exitstatus = pytest.ExitCode.USAGE_ERROR
+
+
+_SHARD_ERROR = "imgcomp_shard_error"
+#: Each test's place in the whole selection of a sharded run (its saves record it, so that the
+#: report lists a joined run's timings in the unsharded order).
+_POSITIONS = pytest.StashKey[dict]()
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -162,16 +217,8 @@ def _say_plan(config: pytest.Config, names: list[str], workers: int) -> None:
 
 def _plan_from_ids(config: pytest.Config, names: list[str], workers: int) -> Plan | None:
     """A Plan from test names like ``test_quality[<case id>]``."""
-    quality = tuple(n[len("test_quality[") : -1] for n in names if n.startswith("test_quality["))
-    latency = tuple(
-        n.split("[", 1)[1][:-1]
-        for n in names
-        if n.startswith(("test_encode_latency[", "test_decode_latency["))
-    )
-    speedups = any(n.startswith("test_decode_speedup[") for n in names)
-    precision = any(n.startswith("test_ssim_vs_weight_bits") for n in names)
-    if not (quality or latency or speedups or precision):
-        return None
+    if plan_from_names(names, 1, 1) is None:
+        return None  # no work the estimate knows: the dataset need not be looked at
     try:
         images = len(load_dataset(config.getoption("--dataset"), download=False))
     except DatasetError:
@@ -181,14 +228,8 @@ def _plan_from_ids(config: pytest.Config, names: list[str], workers: int) -> Pla
     timing = _timing_images(config)
     timing = images if timing is None else min(timing, images)
     benchmark_off = workers > 1 or config.getoption("benchmark_skip", False)
-    return Plan(
-        quality_cases=quality,
-        latency_tests=() if benchmark_off else latency,
-        speedups=speedups and not benchmark_off,
-        precision=precision,
-        images=images,
-        timing_images=timing,
-        workers=workers,
+    return plan_from_names(
+        names, images, timing, workers, benchmark_off, shard=config.getoption("--shard")
     )
 
 
@@ -240,9 +281,17 @@ def codec_for(pytestconfig: pytest.Config):
 
 
 @pytest.fixture(scope="session")
-def case_results(pytestconfig: pytest.Config, codec_for, bench_images):
+def case_crops():
+    """Each case's crop of its first decoded image (bench.quality_json.Crops), for the report."""
+    from bench.quality_json import Crops
+
+    return Crops()
+
+
+@pytest.fixture(scope="session")
+def case_results(pytestconfig: pytest.Config, codec_for, bench_images, case_crops):
     """Run a case over the images once per worker (round trip verified on the first
-    ``--verify-images``), cached by case id."""
+    ``--verify-images``; the first image's crop kept in ``case_crops``), cached by case id."""
     cache: dict[str, list[ImageResult]] = {}
     n = _count_option(pytestconfig, "--verify-images")
     n = len(bench_images) if n is None else n
@@ -250,7 +299,8 @@ def case_results(pytestconfig: pytest.Config, codec_for, bench_images):
     def get(case: Case) -> list[ImageResult]:
         if case.id not in cache:
             codec = codec_for(case)
-            verified = evaluate(codec, bench_images[:n], verify=True)
+            keep = case_crops.keeper(case.id)
+            verified = evaluate(codec, bench_images[:n], verify=True, on_decoded=keep)
             cache[case.id] = verified + evaluate(codec, bench_images[n:])
         return cache[case.id]
 
@@ -272,6 +322,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             _PRECISION.append(value)
         elif key == "imgcomp_images":
             _PER_IMAGE[value["case"]] = value["images"]
+        elif key == "imgcomp_crop" and value:
+            _CROPS[value["case"]] = value
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -306,14 +358,10 @@ def _write_quality_json(tr, config: pytest.Config) -> None:
     commit = quality_json.commit_info(REPO)
     path = Path(chosen) if chosen else quality_json.default_path(root, when, commit)
     path = path if path.is_absolute() else root / path
-    options = {
-        name: config.getoption("--" + name.replace("_", "-")) for name in quality_json.OPTIONS
-    }
-    options["xdist_workers"] = config.getoption("numprocesses", None) or 0
     data = quality_json.payload(
         _SUMMARY,
         _PER_IMAGE,
-        options,
+        _run_options(config),
         when=when,
         commit=commit,
         machine=quality_json.machine_info(),
@@ -322,11 +370,42 @@ def _write_quality_json(tr, config: pytest.Config) -> None:
         precision=_PRECISION,
     )
     try:
-        quality_json.write(path, data)
+        quality_json.write(path, data, crops=_CROPS)
     except OSError as exc:
         tr.write_line(f"imgcomp: cannot write the quality results to {path}: {exc}", red=True)
         return
     tr.write_line(f"imgcomp: quality results written to {path}")
+
+
+def _run_options(config: pytest.Config) -> dict:
+    """The run's options as its quality JSON and timing saves record them: the suite's
+    (``quality_json.OPTIONS``), the selection (``-m``, ``-k``), the shard and the xdist workers
+    (``imgcomp report`` merges the shards of one run: files alike in all but the shard)."""
+    from bench import quality_json
+
+    options = {
+        name: config.getoption("--" + name.replace("_", "-")) for name in quality_json.OPTIONS
+    }
+    options["markexpr"] = config.getoption("markexpr", "") or ""
+    options["keyword"] = config.getoption("keyword", "") or ""
+    options["shard"] = config.getoption("--shard", None)
+    options["xdist_workers"] = config.getoption("numprocesses", None) or 0
+    return options
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
+    """Record the run's options (shard included) in pytest-benchmark's saves and
+    ``--benchmark-json``, so that ``imgcomp report`` shows a sharded run's saves as one run."""
+    options = {**_run_options(config), "timing_images": config.getoption("--timing-images")}
+    output_json["imgcomp"] = {"options": options}
+    if _POSITIONS in config.stash:
+        everywhere = config.stash[_POSITIONS]
+        output_json["imgcomp"]["positions"] = {
+            b["fullname"]: everywhere[b["fullname"]]
+            for b in output_json.get("benchmarks", [])
+            if b.get("fullname") in everywhere
+        }
 
 
 def _write_quality(tr) -> None:

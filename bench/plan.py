@@ -48,6 +48,7 @@ class Plan:
     images: int
     timing_images: int
     workers: int = 1
+    shard: str | None = None  # "K/N" of a --shard run
 
     def seconds(self) -> float:
         """Rough wall time of the run (see the module doc)."""
@@ -82,7 +83,41 @@ class Plan:
             parts.append("precision study")
         minutes = self.seconds() / 60
         when = f"about {minutes:.0f} min" if minutes >= 1.5 else "about a minute or less"
-        return f"imgcomp bench: {', '.join(parts)}; {when} on a 2-core CPU"
+        shard = f"shard {self.shard}: " if self.shard else ""
+        return f"imgcomp bench: {shard}{', '.join(parts)}; {when} on a 2-core CPU"
+
+
+def plan_from_names(
+    names: Iterable[str],
+    images: int,
+    timing_images: int,
+    workers: int = 1,
+    benchmark_off: bool = False,
+    shard: str | None = None,
+) -> Plan | None:
+    """The Plan of test names like ``test_quality[<case id>]``; None when they hold no work
+    the estimate knows (quality, latency, speed-ups, precision)."""
+    names = list(names)
+    quality = tuple(n[len("test_quality[") : -1] for n in names if n.startswith("test_quality["))
+    latency = tuple(
+        n.split("[", 1)[1][:-1]
+        for n in names
+        if n.startswith(("test_encode_latency[", "test_decode_latency["))
+    )
+    speedups = any(n.startswith("test_decode_speedup[") for n in names)
+    precision = any(n.startswith("test_ssim_vs_weight_bits") for n in names)
+    if not (quality or latency or speedups or precision):
+        return None
+    return Plan(
+        quality_cases=quality,
+        latency_tests=() if benchmark_off else latency,
+        speedups=speedups and not benchmark_off,
+        precision=precision,
+        images=images,
+        timing_images=timing_images,
+        workers=workers,
+        shard=shard,
+    )
 
 
 def _kind(case_id: str) -> str:

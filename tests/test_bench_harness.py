@@ -199,3 +199,148 @@ def test_hific_study_table_from_bench_summaries(study_table_lines) -> None:
     assert lines[1].startswith("hific (2 images")
     assert lines[2].split()[:5] == ["enc", "gen", "pro", "method", "quant"]
     assert len(lines) == 3 + 1 + len(ids)
+
+
+# ---- --shard K/N ----------------------------------------------------------------------------
+
+
+def _collected(*args: str, tmp_path: Path) -> list[str]:
+    """The test ids ``--co`` lists, then its plan line."""
+    run = run_bench("--co", "-q", "--dataset", "sample", *args, tmp_path=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    return [line for line in lines if "::" in line] + [
+        line for line in lines if line.startswith("imgcomp bench:")
+    ]
+
+
+def _case_of(nodeid: str) -> str | None:
+    return nodeid.split("[", 1)[1][:-1] if nodeid.startswith(CASE_TESTS) else None
+
+
+CASE_TESTS = (
+    "bench/test_quality.py::test_quality[",
+    "bench/test_quality.py::test_rate_matches_model_estimate[",
+    "bench/test_latency.py::",
+)
+
+
+def test_shards_split_the_selection_exactly_and_keep_units_together(tmp_path: Path) -> None:
+    """Three shards of the default matrix: disjoint, none empty, together the unsharded
+    selection in its order; each case's tests, each pruned model's cases and each side-by-side
+    module in one shard; the plan said per shard."""
+    *whole, _ = _collected(tmp_path=tmp_path)
+    listed = [_collected("--shard", f"{k}/3", tmp_path=tmp_path) for k in (1, 2, 3)]
+    shards = [tests for *tests, _ in listed]
+    for k, (*_, plan) in enumerate(listed, 1):
+        assert plan.startswith(f"imgcomp bench: shard {k}/3: "), plan
+    assert all(shards) and sum(map(len, shards)) == len(whole)
+    assert sorted(t for s in shards for t in s) == sorted(whole)
+    for shard in shards:
+        assert shard == [t for t in whole if t in shard]  # the unsharded order
+    owner = {t: k for k, shard in enumerate(shards) for t in shard}
+    by_unit: dict[str, set[int]] = {}
+    for test in whole:
+        case = _case_of(test)
+        model = case and case.split("/quant=")[0]
+        if case is None:
+            unit = test.split("::")[0]
+        elif "/prune=" in case and not model.endswith("/prune=none"):
+            unit = model  # the cases of one pruned model share it
+        else:
+            unit = case
+        by_unit.setdefault(unit, set()).add(owner[test])
+    assert all(len(where) == 1 for where in by_unit.values()), by_unit
+    assert "bench/test_speedups.py" in by_unit
+    structured = [u for u in by_unit if u.endswith(":structured")]
+    assert structured and len([t for t in whole if structured[0] in t]) == 8  # 2 cases x 4 tests
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_more_shards_than_units_is_an_error(tmp_path: Path, workers: str) -> None:
+    """One case is one unit: a second shard would run nothing, which must not pass as an empty
+    (exit 0) or merely unselected (exit 5) run; under xdist the controller says it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "IMGCOMP_"))}
+    env["IMGCOMP_CACHE_DIR"] = str(tmp_path / "cache")
+    cmd = [sys.executable, "-m", "pytest", "bench", "-p", "no:cacheprovider", "-n", workers]
+    cmd += ["--dataset", "sample", "--case", "jpeg-q75", "--shard", "2/2", "--benchmark-skip"]
+    run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = run.stdout + run.stderr
+    assert run.returncode == 4, out
+    assert "--shard 2/2: the selection holds only 1 unit to deal" in out
+    assert "split it into at most 1 shard" in out and "INTERNALERROR" not in out
+    assert " passed" not in out
+
+
+def test_shard_spec_is_checked(tmp_path: Path) -> None:
+    from bench.shard import Shard, parse_shard
+
+    assert parse_shard("2/4") == Shard(2, 4) and str(parse_shard(" 1 / 1 ")) == "1/1"
+    for bad, why in (("0/2", "between 1 and N"), ("3/2", "between 1 and N"), ("2", "K/N")):
+        with pytest.raises(ValueError, match=why):
+            parse_shard(bad)
+    with pytest.raises(ValueError, match="at least 1"):
+        parse_shard("0/0")
+    run = run_bench("--co", "--dataset", "sample", "--shard", "5/4", tmp_path=tmp_path)
+    assert run.returncode == 4 and "K must be between 1 and N: 1/4 .. 4/4" in run.stderr
+
+
+def _full_matrix_tests() -> list[tuple[str, str | None]]:
+    """(nodeid, case id) of the full matrix's case tests, as bench collects them, and the
+    side-by-side modules' tests."""
+    tests = []
+    for case in all_cases("full"):
+        for name in ("test_encode_latency", "test_decode_latency"):
+            tests.append((f"bench/test_latency.py::{name}[{case.id}]", case.id))
+        tests.append((f"bench/test_quality.py::test_quality[{case.id}]", case.id))
+    for module, op in (("test_speedups", "bf16"), ("test_rnn", "int8"), ("test_hific", "int8")):
+        tests.append((f"bench/{module}.py::test_decode_speedup[{op}]", None))
+    return tests
+
+
+def test_the_deal_is_deterministic_balanced_and_complete() -> None:
+    """Dealt the full matrix (309 cases) in 4: every unit in one shard, each shard within one
+    unit's weight of the others, the same shards whatever order collection gives."""
+    import random
+
+    from bench.shard import Shard, deal, split, unit_key, unit_seconds
+
+    tests = _full_matrix_tests()
+
+    def describe(test: tuple[str, str | None]) -> tuple[str, str]:
+        return unit_key(test[0], test[1]), test[0].split("::")[1]
+
+    parts = [split(tests, Shard(k, 4), describe)[0] for k in (1, 2, 3, 4)]
+    assert sorted(t for p in parts for t in p) == sorted(tests)
+    units: dict[str, list[str]] = {}
+    for test in tests:
+        key, name = describe(test)
+        units.setdefault(key, []).append(name)
+    weights = {key: unit_seconds(names) for key, names in units.items()}
+    owner = deal(weights, 4)
+    assert len(units) < len(tests) and set(owner.values()) == {1, 2, 3, 4}
+    loads = [sum(w for key, w in weights.items() if owner[key] == k) for k in (1, 2, 3, 4)]
+    assert max(loads) - min(loads) <= max(weights.values()), loads
+    assert (
+        weights["model mbt2018-mean-q3/prune=enc0.3,dec0.3,ent0.3:structured"]
+        > weights["case jpeg-q75"]
+    )
+    shuffled = tests[:]
+    random.Random(0).shuffle(shuffled)
+    again = [split(shuffled, Shard(k, 4), describe)[0] for k in (1, 2, 3, 4)]
+    assert [sorted(p) for p in again] == [sorted(p) for p in parts]
+    assert unit_key("bench/test_x.py::test_y[z]", "b/prune=none/quant=int8") == (
+        "case b/prune=none/quant=int8"
+    )
+    assert unit_key("bench/test_rnn.py::test_rnn_decode_speedup[int8]", None) == (
+        "module bench/test_rnn.py"
+    )
+
+
+def test_plan_names_its_shard() -> None:
+    from bench.plan import plan_from_names
+
+    names = ["test_quality[jpeg-q75]", "test_decode_latency[jpeg-q75]", "test_other"]
+    plan = plan_from_names(names, images=2, timing_images=2, shard="3/4")
+    assert plan.describe().startswith("imgcomp bench: shard 3/4: 1 cases on 2 images, 1 latency")
+    assert plan_from_names(["test_other"], 2, 2) is None

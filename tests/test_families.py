@@ -831,3 +831,15 @@ def test_toy_family_bench_cases(
     assert lines[2].split()[:4] == ["ana", "syn", "method", "quant"]
     assert len(lines) == 2 + 2 + 3  # section, title, head, rule, one row per case
     assert [line.split()[:2] for line in lines[4:]] == [["0", "0"], ["0.3", "0.3"], ["0", "0"]]
+
+
+def test_int8_float_layers_by_position_or_name() -> None:
+    from imgcomp.ops.quant.int8 import float_layers
+
+    unit = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Conv2d(4, 2, 3))
+    assert float_layers(unit, {"2": "middle", "last": "end"}) == {"2": "middle", "3": "end"}
+    assert float_layers(unit, {"first": "start"}) == {"0": "start"}
+    with pytest.raises(ImgcompError, match="no convolutions"):
+        float_layers(unit, {"1": "a ReLU"})
+    with pytest.raises(ValueError, match="layer names"):
+        _rich_spec(int8_float_layers={"analysis_net": {"": "nothing"}})

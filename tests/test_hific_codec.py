@@ -203,6 +203,10 @@ def test_pruned_and_quantized_codecs_round_trip() -> None:
     q = imgcomp.quantize(_CODEC, "int8", calibration=[img])
     assert type(q.model.Generator).__name__ == "Int8Transform"
     assert np.array_equal(q.decode(q.encode(img)), q.reconstruct(img))
+    # the declared texture layers run on float activations, the rest of the generator in int8
+    compute = {layer.name: layer.compute for layer in q.op_report.layers}
+    assert compute["Generator.upconv_block4.0"] == "float32"
+    assert compute["Generator.upconv_block3.0"] == compute["Generator.resblock_0.conv1"] == "int8"
 
 
 def test_profile_gives_macs_per_component() -> None:

@@ -7,6 +7,7 @@ against a fake virtual environment that records what it is asked to do.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shlex
@@ -38,6 +39,8 @@ MIN_ACTION_MAJOR = {
     "actions/cache/restore": 5,
     "actions/cache/save": 5,
     "actions/upload-artifact": 6,
+    "actions/download-artifact": 7,
+    "benchmark-action/github-action-benchmark": 1,
 }
 
 
@@ -264,15 +267,85 @@ def test_ci_workflow() -> None:
     assert cached == ["${{ env.IMGCOMP_CACHE_DIR }}"], "the Kodak download is not cached"
 
 
+def shard_jobs(workflow: dict) -> tuple[str, dict, list[int]]:
+    """The job split in shards (its matrix has ``shard``): id, job and its shard numbers."""
+    ((job_id, job),) = [
+        (job_id, job)
+        for job_id, job in workflow["jobs"].items()
+        if "shard" in job.get("strategy", {}).get("matrix", {})
+    ]
+    return job_id, job, job["strategy"]["matrix"]["shard"]
+
+
+def check_sharded(workflow: dict) -> tuple[str, dict, dict]:
+    """The project's rules of a sharded workflow: shards 1..N (N the SHARDS env, the same N in
+    every ``--shard``), every pytest call of the shard job sharded, each shard's results
+    uploaded under its own name, and a report job that needs the shards, runs even when one
+    failed, downloads every shard's artifact and runs ``imgcomp report`` on them. Returns
+    (shard job id, report job, the report job's upload step)."""
+    job_id, job, shards = shard_jobs(workflow)
+    count = int(workflow["env"]["SHARDS"])
+    assert shards == list(range(1, count + 1)) and count > 1, shards
+    assert job["strategy"].get("fail-fast") is False, "one failed shard must not cancel the rest"
+    assert job["env"]["SHARD"] == "${{ matrix.shard }}"
+    calls = [pytest_args(line) for line in run_lines(workflow, job_id)]
+    calls = [args for args in calls if args is not None]
+    assert calls and all(option(args, "--shard") == "$SHARD/$SHARDS" for args in calls), calls
+    assert all(option(args, "--matrix") == "$MATRIX" for args in calls), calls
+    (upload,) = [
+        s
+        for j, s in job_steps(workflow)
+        if j == job_id and s.get("uses", "").startswith("actions/upload-artifact@")
+    ]
+    name = upload["with"]["name"]
+    assert "${{ matrix.shard }}" in name and "${{ github.sha }}" in name
+    assert upload["if"] == "${{ !cancelled() }}" and upload["with"]["overwrite"] is True
+
+    ((report_id, report),) = [(i, j) for i, j in workflow["jobs"].items() if j.get("needs")]
+    assert report["needs"] in (job_id, [job_id]), "the report needs every shard"
+    assert report["if"] == "${{ !cancelled() }}"
+    assert "strategy" not in report
+    (download,) = [
+        s
+        for j, s in job_steps(workflow)
+        if j == report_id and s.get("uses", "").startswith("actions/download-artifact@")
+    ]
+    pattern, folder = download["with"]["pattern"], download["with"]["path"]
+    assert "merge-multiple" not in download["with"], "one folder per shard: their files collide"
+    for k in shards:
+        assert fnmatch.fnmatchcase(name.replace("${{ matrix.shard }}", str(k)), pattern)
+    assert not fnmatch.fnmatchcase(name.replace("${{ github.sha }}", "x"), pattern)
+    reports = [
+        t
+        for line in run_lines(workflow, report_id)
+        if (t := tokens(line))[:2]
+        == [
+            "imgcomp",
+            "report",
+        ]
+    ]
+    (cmd,) = reports
+    assert cmd[2] == folder and option(cmd, "--out") == "report"
+    uploads = [s for s in report["steps"] if s.get("uses", "").startswith("actions/upload-art")]
+    (report_upload,) = uploads
+    assert "report/" in report_upload["with"]["path"].splitlines()
+    return job_id, report, report_upload
+
+
 def test_benchmark_workflow() -> None:
     workflow = load_workflow("benchmark.yml")
     on = triggers(workflow)
     assert "workflow_dispatch" in on
     assert on["push"]["branches"] == ["main"]
-    (timed,) = [args for args in pytest_calls(workflow) if "--benchmark-only" in args]
-    assert timed[0] == "bench"
+    assert on["workflow_dispatch"]["inputs"]["matrix"]["options"] == ["default", "study", "full"]
+    job_id, _, _ = check_sharded(workflow)
+    assert len(shard_jobs(workflow)[2]) == 4, "4 shards on CPU"
+    (timed,) = pytest_calls(workflow)
+    assert timed[0] == "bench" and option(timed, "-n") == "0"  # gates, timings, speed-ups
+    assert "--benchmark-only" not in timed and "--benchmark-skip" not in timed
     assert "--benchmark-autosave" in timed
-    assert option(timed, "--benchmark-json") == "bench.json"
+    assert option(timed, "--benchmark-json") == "bench-shard-$SHARD.json"
+    assert option(timed, "--quality-json") == "results/quality-shard-$SHARD.json"
     assert any("--benchmark-compare" in line for line in run_lines(workflow))
 
     (restore,) = uses_steps(workflow, "actions/cache/restore")
@@ -280,21 +353,84 @@ def test_benchmark_workflow() -> None:
     assert restore["with"]["path"] == save["with"]["path"] == ".benchmarks"
     key = restore["with"]["key"]
     assert "github.run_id" in key and save["with"]["key"] == key
+    assert "shard${{ matrix.shard }}of${{ env.SHARDS }}" in key, "each shard has its history"
+    assert "${{ env.MATRIX }}" in key
     prefixes = restore["with"]["restore-keys"].splitlines()
     assert prefixes and all(key.startswith(p) and "run_id" not in p for p in prefixes)
+    assert all("matrix.shard" in p for p in prefixes), "a shard must not compare with another's"
 
-    (upload,) = uses_steps(workflow, "actions/upload-artifact")
-    assert {"bench.json", ".benchmarks/"} <= set(upload["with"]["path"].split())
+    shard_upload = next(
+        s for j, s in job_steps(workflow) if j == job_id and "upload-artifact" in s.get("uses", "")
+    )
+    uploaded = set(shard_upload["with"]["path"].splitlines())
+    assert {"bench-shard-${{ matrix.shard }}.json", "results/", ".benchmarks/"} <= uploaded
+    assert shard_upload["with"]["include-hidden-files"] is True
+
+
+def test_benchmark_workflow_publishes_timings_and_quality_history() -> None:
+    """The report job merges the shards' pytest-benchmark JSON for ``tool: pytest`` and has
+    ``imgcomp report`` write the quality files the custom tools read; alerts on both, failing
+    on quality; pushes to gh-pages only on a push to main, the only job allowed to write."""
+    workflow = load_workflow("benchmark.yml")
+    assert workflow["permissions"] == {"contents": "read"}
+    writers = [j for j, job in workflow["jobs"].items() if job.get("permissions")]
+    assert writers == ["report"] and workflow["jobs"]["report"]["permissions"] == {
+        "contents": "write"
+    }
+    lines = run_lines(workflow, "report")
+    (report,) = [tokens(line) for line in lines if line.startswith("imgcomp report")]
+    folder = option(report, "--benchmark-action")
+    assert folder == "report/benchmark-action"
+    (merge,) = [tokens(line) for line in lines if "scripts/merge_benchmark_json.py" in line]
+    assert merge[:3] == ["python", "scripts/merge_benchmark_json.py", "bench.json"]
+    assert fnmatch.fnmatchcase("shards/benchmarks-abc-shard-3/bench-shard-3.json", merge[3])
+    assert (REPO / "scripts" / "merge_benchmark_json.py").is_file()
+
+    steps = uses_steps(workflow, "benchmark-action/github-action-benchmark")
+    by_tool = {s["with"]["tool"]: s for s in steps}
+    assert list(by_tool) == ["pytest", "customBiggerIsBetter", "customSmallerIsBetter"]
+    assert by_tool["pytest"]["with"]["output-file-path"] == "bench.json"
+    assert by_tool["customBiggerIsBetter"]["with"]["output-file-path"] == (
+        f"{folder}/quality-bigger.json"
+    )
+    assert by_tool["customSmallerIsBetter"]["with"]["output-file-path"] == (
+        f"{folder}/quality-smaller.json"
+    )
+    push_to_main = "${{ github.event_name == 'push' && github.ref == 'refs/heads/main' }}"
+    names, dirs = set(), set()
+    for tool, step in by_tool.items():
+        given = step["with"]
+        assert given["auto-push"] == push_to_main, tool
+        assert given["github-token"] == "${{ secrets.GITHUB_TOKEN }}", tool
+        assert re.fullmatch(r"\d+%", given["alert-threshold"]), tool
+        assert step["if"] == "${{ needs.shard.result == 'success' }}", "history of whole runs"
+        names.add(given["name"])
+        dirs.add(given["benchmark-data-dir-path"])
+    assert len(names) == len(dirs) == 3, "each history its own name and folder"
+    assert by_tool["pytest"]["with"]["alert-threshold"] == "130%"
+    assert by_tool["pytest"]["with"]["fail-on-alert"] is False
+    for tool in ("customBiggerIsBetter", "customSmallerIsBetter"):
+        assert by_tool[tool]["with"]["alert-threshold"] == "105%"
+        assert by_tool[tool]["with"]["fail-on-alert"] is True
+        assert by_tool[tool]["with"]["skip-fetch-gh-pages"] is True  # the first step fetched
+    report_steps = workflow["jobs"]["report"]["steps"]
+    upload_at = next(
+        i for i, s in enumerate(report_steps) if "upload-artifact" in s.get("uses", "")
+    )
+    first_action = report_steps.index(steps[0])
+    assert upload_at < first_action, "the report is uploaded before an alert can fail the job"
 
 
 def test_gpu_workflow() -> None:
     workflow = load_workflow("gpu.yml")
     on = triggers(workflow)
     assert "workflow_dispatch" in on and on["schedule"][0]["cron"]
-    (job,) = workflow["jobs"].values()
+    job_id, report, _ = check_sharded(workflow)
+    job = workflow["jobs"][job_id]
     runs_on = job["runs-on"]
     labels = [runs_on] if isinstance(runs_on, str) else runs_on
     assert "self-hosted" in labels and any("gpu" in label for label in labels)
+    assert report["runs-on"] == "ubuntu-latest", "the report needs no GPU runner"
     assert any(line.startswith("nvidia-smi -L") for line in run_lines(workflow))
 
     calls = pytest_calls(workflow)
@@ -302,9 +438,16 @@ def test_gpu_workflow() -> None:
     (gates,) = [args for args in calls if "--benchmark-skip" in args]
     workers = option(gates, "-n")
     assert workers and workers.startswith("$"), f"-n must be the GPU count, not {workers!r}"
+    assert option(gates, "--quality-json") == "results/quality-gpu-shard-$SHARD.json"
     (timed,) = [args for args in calls if "--benchmark-only" in args]
     assert option(timed, "-n") == "0" and "--benchmark-autosave" in timed
-    assert uses_steps(workflow, "actions/upload-artifact")
+    assert option(timed, "--benchmark-json") == "bench-gpu-shard-$SHARD.json"
+    upload = next(
+        s for j, s in job_steps(workflow) if j == job_id and "upload-artifact" in s.get("uses", "")
+    )
+    assert {"bench-gpu-shard-${{ matrix.shard }}.json", "results/", ".benchmarks/"} <= set(
+        upload["with"]["path"].splitlines()
+    )
 
 
 # --- .ci/run: static checks ----------------------------------------------------------------

@@ -33,7 +33,8 @@ __all__ = [
 
 #: Padding modes a codec may ask for (those of ``torch.nn.functional.pad``).
 PAD_MODES = ("replicate", "reflect", "constant")
-#: Where an ``int8_float_layers`` declaration points: a unit's first or last convolution.
+#: Where an ``int8_float_layers`` declaration points: a unit's first or last convolution (or,
+#: besides these, a convolution's name relative to the unit).
 INT8_FLOAT_POSITIONS = ("first", "last")
 
 
@@ -156,7 +157,8 @@ class FamilySpec:
     #: module classes int8 keeps whole in float32 inside its units (HiFiC's ChannelNorm)
     int8_float_modules: tuple[type, ...] = ()
     #: the convolutions int8 runs on float32 activations by default (weights still int8), per
-    #: int8 unit: position among the unit's convolutions (``"first"``, ``"last"``) -> why
+    #: int8 unit: position among the unit's convolutions (``"first"``, ``"last"``) or a
+    #: convolution's name relative to the unit -> why
     #: (Ballé: those that read or write a latent); a caller's ``float_activations`` replaces it
     int8_float_layers: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: per component, a note a quantization report carries when the component is selected
@@ -250,8 +252,10 @@ class FamilySpec:
         for unit, where in self.int8_float_layers.items():
             if unit not in self.int8_units:
                 raise ValueError(f"int8 float layers of {unit!r}, which is no int8 unit")
-            if not set(where) <= set(INT8_FLOAT_POSITIONS):
-                raise ValueError(f"int8 float layers are given by {INT8_FLOAT_POSITIONS}")
+            if not all(isinstance(w, str) and w for w in where):
+                raise ValueError(
+                    f"int8 float layers are given by {INT8_FLOAT_POSITIONS} or layer names"
+                )
         loaders = sorted(set(self.checkpoint_loaders) - set(self.checkpoint_formats))
         if loaders:
             raise ValueError(f"checkpoint loaders of {loaders}, which are no checkpoint formats")

@@ -15,7 +15,7 @@ the last op (sparsity per layer, channel widths, quantized layers and sizes).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -150,12 +150,37 @@ def prune(
             if family_of(model).objective == "rd" and config.lmbda is None:
                 lmbda = float(args["lmbda"]) if "lmbda" in args else _training_lambda(codec)
                 config = replace(config, lmbda=lmbda)
-            recover(model, config.recover_steps, config.lmbda, data, objective_args=args)
+            if config.distill is None:
+                distill = bool(family_of(model).recovery.get("distill", False))
+                config = replace(config, distill=distill)
+            teacher = None
+            if config.distill:
+                from imgcomp.ops.distill import frozen_teacher
+
+                teacher = frozen_teacher(codec.model)
+            recover(
+                model,
+                config.recover_steps,
+                config.lmbda,
+                data,
+                objective_args=args,
+                teacher=teacher,
+                train_only=_recovery_modules(model, ratios),
+            )
     else:
         raise ImgcompError(f"unknown pruning config {config!r}")
     new = derive(codec, model, config.record())
     new.op_report = report
     return new
+
+
+def _recovery_modules(model, ratios: Mapping[str, float]) -> list[str] | None:
+    """The modules recovery fine-tunes: the pruned components' where the family's
+    ``recovery["train"]`` says ``"pruned"`` (HiFiC), else None (all of them)."""
+    family = family_of(model)
+    if family.recovery.get("train", "all") != "pruned":
+        return None
+    return [m for name, r in ratios.items() if r > 0 for m in family.components[name].modules]
 
 
 def _prune_config(

@@ -231,13 +231,16 @@ class StructuredPrune(PruneConfig):
     """Structured pruning: whole channels removed (``importance``), widths rounded down to
     multiples of ``round_to``, then ``recover_steps`` of fine-tuning on the family's objective
     (rate-distortion at ``lmbda``; None: the shipped weights' training lambda, resolved when the
-    op runs; objectives without a lambda leave it None). The case-id tag names
+    op runs; objectives without a lambda leave it None), against the unpruned model's
+    reconstruction with ``distill`` (:mod:`imgcomp.ops.distill`; None: the family's
+    ``recovery["distill"]``, resolved when the op runs). The case-id tag names
     the method only (``...:structured``); the record names every option."""
 
     importance: str = "l1"
     recover_steps: int = 0
     lmbda: float | None = None
     round_to: int | None = None
+    distill: bool | None = None
     method: ClassVar[str] = "structured"
 
     def __post_init__(self) -> None:
@@ -258,6 +261,8 @@ class StructuredPrune(PruneConfig):
         if r is not None and (isinstance(r, bool) or not isinstance(r, int) or r < 1):
             raise OpConfigError(f"round_to must be a positive integer or None, got {r!r}")
         object.__setattr__(self, "round_to", None if r == 1 else r)
+        if self.distill is not None and not isinstance(self.distill, bool):
+            raise OpConfigError(f"distill must be True, False or None, got {self.distill!r}")
 
     def _record_method(self) -> str:
         out = f"structured-{self.importance}"
@@ -267,6 +272,8 @@ class StructuredPrune(PruneConfig):
             out += f":recover{self.recover_steps}"
             if self.lmbda is not None:
                 out += f"@{self.lmbda:g}"
+            if self.distill:
+                out += ":distill"
         return out
 
 

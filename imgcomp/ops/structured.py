@@ -331,8 +331,17 @@ def recover(
     seed: int = 0,
     quantile_steps: int = 1000,
     objective_args: Mapping[str, Any] | None = None,
+    teacher: nn.Module | None = None,
+    train_only: Sequence[str] | None = None,
 ) -> RecoverResult:
     """Fine-tune a pruned ``model`` in place with the training objective, then refit quantiles.
+
+    With a ``teacher`` (the model before pruning, see :func:`imgcomp.ops.distill.frozen_teacher`)
+    the objective's distortion target is the teacher's reconstruction, not the image
+    (:class:`imgcomp.ops.distill.Distilled`). ``train_only`` (qualified module prefixes) limits
+    the fine-tuning to those modules, the rest frozen (HiFiC's generator: the stream stays
+    byte for byte the unpruned model's); the quantiles are then refitted only if a density
+    lies among them.
 
     ``batch_size``, ``patch_size`` and ``lr`` default to the family's ``recovery`` settings
     (Ballé: 8 crops of 128 at 1e-4; the RNN: 32 of 32, its training recipe's crops).
@@ -376,7 +385,17 @@ def recover(
     model.to(dev).train()
     # the family's training objective (Ballé: rd, weighted by lmbda)
     objective = objectives.make_objective(family.objective, args)
+    if teacher is not None:
+        from imgcomp.ops.distill import Distilled
+
+        objective = Distilled(objective, teacher.to(dev))
+    frozen = _freeze_all_but(model, train_only) if train_only is not None else []
+    refit = train_only is None or any(
+        name.endswith("quantiles") for name, p in model.named_parameters() if p.requires_grad
+    )
     opts = objectives.make_optimizers(model, lr=lr, aux_lr=1e-3)
+    if not any(p.requires_grad for p in objectives.split_parameters(model)[1]):
+        opts.aux = None  # the densities' quantiles are frozen too
     history = []
     try:
         # the caller's RNG is left alone; each step's quantisation noise is seeded like training's
@@ -391,8 +410,10 @@ def recover(
                 x = sampler.batch(seed, step, batch_size)
                 stats = objectives.train_step(model, opts, x, objective, clip=1.0)
                 history.append([float(stats.get(k, math.nan)) for k in ("loss", "mse", "bpp")])
-            aux_final = fit_quantiles(model, steps=quantile_steps)
+            aux_final = fit_quantiles(model, steps=quantile_steps) if refit else math.nan
     finally:
+        for param in frozen:
+            param.requires_grad_(True)
         model.eval().to(home)
     q = max(1, steps // 4)
     first = torch.tensor(history[:q]).mean(0).tolist()
@@ -400,3 +421,19 @@ def recover(
     if not all(map(math.isfinite, last[:2])):
         raise ImgcompError(f"recovery diverged (loss {last[0]})")
     return RecoverResult(steps, first[0], last[0], last[1], last[2], aux_final)
+
+
+def _freeze_all_but(model: nn.Module, prefixes: Sequence[str]) -> list[nn.Parameter]:
+    """Stop the gradients of every parameter outside the modules ``prefixes`` name; returns
+    those it froze (to thaw afterwards)."""
+    names = {n for n, _ in model.named_modules()}
+    unknown = sorted(set(prefixes) - names)
+    if unknown or not prefixes:
+        raise ImgcompError(f"train_only names no modules of the model: {unknown or prefixes}")
+    frozen = []
+    for name, param in model.named_parameters():
+        inside = any(name == p or name.startswith(p + ".") for p in prefixes)
+        if not inside and param.requires_grad:
+            param.requires_grad_(False)
+            frozen.append(param)
+    return frozen

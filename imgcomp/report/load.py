@@ -4,7 +4,8 @@ Kinds: pytest-benchmark saves (``machine_info``, ``commit_info``, ``benchmarks[]
 quality results (``"format": "imgcomp-quality"``, ``pytest bench --quality-json``), ``imgcomp
 eval --json`` and ``imgcomp study --json`` files (the grid's rows, or a ``--rate-curve`` list).
 Folders are searched recursively for ``*.json``; a file of no known kind is skipped with a
-:class:`ReportWarning`.
+:class:`ReportWarning`. The parts of a sharded run (``pytest bench --shard K/N``) are read as
+that one run, and a run read twice as one (:mod:`imgcomp.report.merge`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from imgcomp.errors import ImgcompError
+from imgcomp.report.merge import join_benchmarks, join_quality, merge_runs
 
 __all__ = [
     "KINDS",
@@ -58,6 +60,7 @@ class BenchmarkEntry:
     q3: float
     rounds: int
     extra_info: Mapping[str, Any]
+    position: int | None = None  # in a sharded run's whole selection, where its save says
 
     @property
     def direction(self) -> str | None:
@@ -70,7 +73,8 @@ class BenchmarkEntry:
 
 @dataclass(frozen=True)
 class BenchmarkRun:
-    """One saved pytest-benchmark run."""
+    """One saved pytest-benchmark run; a sharded run's saves joined (``parts``, ``shards``:
+    its files and their ``K/N``, by K; :mod:`imgcomp.report.merge`)."""
 
     path: Path
     datetime: datetime
@@ -78,6 +82,9 @@ class BenchmarkRun:
     dirty: bool
     machine: str
     benchmarks: tuple[BenchmarkEntry, ...]
+    options: Mapping[str, Any] = field(default_factory=dict)  # the suite's, when it saved
+    parts: tuple[Path, ...] = ()
+    shards: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -108,7 +115,8 @@ class QualityCase:
 
 @dataclass(frozen=True)
 class QualityRun:
-    """The suite's quality results of one run (``pytest bench --quality-json``)."""
+    """The suite's quality results of one run (``pytest bench --quality-json``); a sharded
+    run's files joined (``parts``, ``shards``: its files and their ``K/N``, by K)."""
 
     path: Path
     datetime: datetime
@@ -117,6 +125,8 @@ class QualityRun:
     machine: Mapping[str, Any]
     options: Mapping[str, Any]
     cases: Mapping[str, QualityCase]
+    parts: tuple[Path, ...] = ()
+    shards: tuple[str, ...] = ()
 
     @property
     def dataset(self) -> str | None:
@@ -216,9 +226,25 @@ def load_inputs(inputs: Sequence[Path]) -> Inputs:
             found.skipped.append((path, reason))
             continue
         found.files.append((path, kind))
-    found.benchmarks.sort(key=lambda r: r.datetime)
-    found.quality.sort(key=lambda r: r.datetime)
+    found.benchmarks, notes = merge_runs(found.benchmarks, _benchmark_signature, join_benchmarks)
+    found.quality, more = merge_runs(found.quality, _quality_signature, join_quality)
+    for note in notes + more:
+        warnings.warn(note, ReportWarning, stacklevel=2)
     return found
+
+
+def _benchmark_signature(run: BenchmarkRun) -> tuple:
+    """Equal for the saves of one session (its autosave and its --benchmark-json differ in
+    their date by microseconds): same commit, machine, options and timings."""
+    stats = tuple((e.fullname, e.median, e.q1, e.q3, e.rounds) for e in run.benchmarks)
+    options = json.dumps(run.options, sort_keys=True, default=str)
+    return run.commit, run.dirty, run.machine, options, stats
+
+
+def _quality_signature(run: QualityRun) -> tuple:
+    """Equal for one file read from two places: same commit, date and options."""
+    options = json.dumps(run.options, sort_keys=True, default=str)
+    return run.commit, run.dirty, run.datetime, options, tuple(sorted(run.cases))
 
 
 def recognise(data: Any) -> str | None:
@@ -284,10 +310,13 @@ def _benchmark_run(path: Path, data: Mapping[str, Any]) -> BenchmarkRun:
     machine = data.get("machine_info") or {}
     cpu = machine.get("cpu") if isinstance(machine.get("cpu"), dict) else {}
     name = cpu.get("brand_raw") or machine.get("processor") or machine.get("machine") or "?"
+    suite = data.get("imgcomp") if isinstance(data.get("imgcomp"), dict) else {}
+    positions = suite.get("positions") if isinstance(suite.get("positions"), dict) else {}
     entries = []
     for bench in data["benchmarks"]:
         stats = bench["stats"]
         extra = bench.get("extra_info") or {}
+        position = positions.get(bench.get("fullname", bench["name"]))
         entries.append(
             BenchmarkEntry(
                 name=bench["name"],
@@ -299,6 +328,7 @@ def _benchmark_run(path: Path, data: Mapping[str, Any]) -> BenchmarkRun:
                 q3=float(stats.get("q3", stats["median"])),
                 rounds=int(stats.get("rounds", 0)),
                 extra_info=extra,
+                position=position if isinstance(position, int) else None,
             )
         )
     return BenchmarkRun(
@@ -308,6 +338,7 @@ def _benchmark_run(path: Path, data: Mapping[str, Any]) -> BenchmarkRun:
         dirty=dirty,
         machine=f"{name} ({machine.get('node', '?')})",
         benchmarks=tuple(entries),
+        options=suite.get("options") if isinstance(suite.get("options"), dict) else {},
     )
 
 

@@ -11,9 +11,8 @@ side. Quantization (bf16, wK) replaces the encoder, the generator and the three 
 int8 (FX static, calibrated) replaces the same units: the transposed convolutions as exact
 sub-pixel convolutions (fbgemm's fast int8 kernels), ChannelNorm's statistics in float32 between
 a dequantize and a quantize (``int8_float_modules``; FX alone quantized its variance to 8
-bits); decode 0.34-0.35x of float32 at the original width on a 256x384
-crop (2-core AVX512-VNNI host, one thread; seeded random weights: no trained HiFiC yet to give
-its SSIM drop). Training (``imgcomp train --family hific``): the ``hific-gan`` objective
+bits), and the generator's last upsampling convolution on float activations
+(``int8_float_layers``: the GAN texture at full resolution). Training (``imgcomp train --family hific``): the ``hific-gan`` objective
 (:mod:`imgcomp.families.hific.objective`: rate-distortion warm-up, then the conditional GAN) on
 the original's recipe (256x256 crops in batches of 8, Adam at 1e-4, x0.1 halfway); export drops
 the discriminator.
@@ -183,6 +182,11 @@ def _hific_codec() -> type:
     return HiFiCCodec
 
 
+#: The generator's last upsampling convolution runs on float32 activations under int8: at full
+#: resolution it synthesizes the fine texture that 8-bit activations flatten (most of int8's
+#: SSIM drop on the GAN-trained weights), and its few channels make int8 buy little time there.
+_HIFIC_INT8_FLOAT_LAYERS = {"upconv_block4.0": "synthesizes the texture at full resolution"}
+
 #: The HiFiC family (registered by :mod:`imgcomp.families.hific`).
 HIFIC = FamilySpec(
     name="hific",
@@ -201,6 +205,7 @@ HIFIC = FamilySpec(
     quant_units={"encoder": ("Encoder",), "generator": ("Generator",), "probability": _PROBABILITY},
     int8_units=("Encoder", "Generator", *_PROBABILITY),
     int8_float_modules=(ChannelNorm2D,),
+    int8_float_layers={"Generator": _HIFIC_INT8_FLOAT_LAYERS},
     training=HIFIC_TRAINING,
     objectives={HiFiCGAN.name: HiFiCGAN},
     coding_pass=hific_coding_pass,

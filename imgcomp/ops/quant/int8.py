@@ -147,13 +147,19 @@ def _rewrite(
 
 def float_layers(module: nn.Module, where: Mapping[str, str]) -> dict[str, str]:
     """The layers of an int8 unit that int8 keeps on float32 activations by default, from its
-    family's declaration ``where`` (``FamilySpec.int8_float_layers``: position among the unit's
-    convolutions, ``"first"`` or ``"last"`` -> why): name (relative to ``module``) -> why."""
+    family's declaration ``where`` (``FamilySpec.int8_float_layers``: ``"first"`` or ``"last"``
+    among the unit's convolutions, or a convolution's name relative to the unit -> why):
+    name (relative to ``module``) -> why."""
     convs = [n for n, m in layers_of(module) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
     if not convs:
         return {}
     at = {"first": convs[0], "last": convs[-1]}
-    return {at[position]: why for position, why in where.items()}
+    missing = sorted(set(where) - set(at) - set(convs))
+    if missing:
+        raise ImgcompError(
+            f"int8 float layers {missing} are no convolutions of the unit ({', '.join(convs)})"
+        )
+    return {at.get(position, position): why for position, why in where.items()}
 
 
 class QuantizedPixelShuffle(nn.PixelShuffle):
