@@ -12,7 +12,8 @@ int8 (FX static, calibrated) replaces the same units: the transposed convolution
 sub-pixel convolutions (fbgemm's fast int8 kernels), ChannelNorm's statistics in float32 between
 a dequantize and a quantize (``int8_float_modules``; FX alone quantized its variance to 8
 bits), and the generator's last upsampling convolution on float activations
-(``int8_float_layers``: the GAN texture at full resolution). Training (``imgcomp train --family hific``): the ``hific-gan`` objective
+(``int8_float_layers``: the GAN texture at full resolution). Training (``imgcomp train
+--family hific``): the ``hific-gan`` objective
 (:mod:`imgcomp.families.hific.objective`: rate-distortion warm-up, then the conditional GAN) on
 the original's recipe (256x256 crops in batches of 8, Adam at 1e-4, x0.1 halfway); export drops
 the discriminator.
