@@ -318,3 +318,15 @@ def test_stacked_size_edits_never_stop_a_campaign() -> None:
     for seed in range(300):
         data, _ = mutate(edge, np.random.default_rng(seed), kinds=["header-size"])
         assert isinstance(data, bytes)
+
+
+def test_section_edits_of_a_stream_with_the_most_sections_never_stop_a_campaign() -> None:
+    # stacked section edits once reached MAX_SECTIONS and "many" then drew from an empty range:
+    # a ValueError in the parent ended the 10,000-mutant campaign at its 19th target
+    from imgcomp.bitstream import MAX_SECTIONS, pack
+
+    header, _ = unpack(Echo().encode(_IMG))
+    full = pack(header, [bytes([i]) for i in range(MAX_SECTIONS)])
+    for seed in range(400):
+        data, _ = mutate(full, np.random.default_rng(seed), kinds=["section"])
+        assert isinstance(data, bytes)

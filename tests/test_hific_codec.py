@@ -115,7 +115,7 @@ def _sane(codec: HiFiCCodec) -> HiFiCCodec:
     model = HiFiC(**codec.model.config)
     model.load_state_dict(codec.model.state_dict())
     with torch.no_grad():
-        sigma = float(SCALE_TABLE[21])
+        sigma = float(SCALE_TABLE[int(torch.argmin((SCALE_TABLE - 1.5).abs()))])
         for net, bias in (
             (model.Hyperprior.synthesis_mu, 0.0),
             (model.Hyperprior.synthesis_std, sigma),

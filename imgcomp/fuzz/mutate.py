@@ -349,7 +349,7 @@ def _section(header, sections, rng, ctx) -> tuple[bytes, str]:
         secs[i : i + 1] = [bytes(sec[:k]), bytes(sec[k:])]
         what = f"section {i}/{n} split at {k}"
     elif how == "many":
-        k = _int(rng, n + 1, MAX_SECTIONS)
+        k = _int(rng, min(n + 1, MAX_SECTIONS), MAX_SECTIONS)  # a full stream stays full
         secs += [_pick(rng, [b"", bytes(sec)]) for _ in range(k - n)]
         what = f"sections {n}->{k} (empty or copies of {i})"
     elif how == "drop-all":
