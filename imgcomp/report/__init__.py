@@ -15,7 +15,8 @@ comparison (the suite's crops of one image under each codec and op, at about equ
 github-action-benchmark. Modules: :mod:`~imgcomp.report.load` (reading),
 :mod:`~imgcomp.report.data` (what is plotted), :mod:`~imgcomp.report.figures`,
 :mod:`~imgcomp.report.crops`, :mod:`~imgcomp.report.tables`, :mod:`~imgcomp.report.history`,
-:mod:`~imgcomp.report.html`, :mod:`~imgcomp.report.build`.
+:mod:`~imgcomp.report.html`, :mod:`~imgcomp.report.build`; :mod:`~imgcomp.report.merge` joins the
+parts of a sharded run (``pytest bench --shard K/N``) into one.
 """
 
 from imgcomp.report.build import Report, build_report
