@@ -84,6 +84,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="cpu, cuda or cuda:N; with cuda and pytest-xdist each worker is pinned to one GPU",
     )
     group.addoption(
+        "--backend",
+        default="torch",
+        choices=("torch", "onnxruntime"),
+        help="where learned codecs' transforms run: torch (default) or onnxruntime (its CPU "
+        "EP, float32; int8 cases quantized by onnxruntime, bf16 cases skipped; needs "
+        "pip install 'imgcomp[onnx]'); the quality gates compare with the torch baselines",
+    )
+    group.addoption(
         "--shard",
         default=None,
         metavar="K/N",

@@ -25,6 +25,7 @@ __all__ = [
     "codec_case",
     "hific_cases",
     "learned_cases",
+    "on_backend",
     "require_shipped",
     "rnn_cases",
 ]
@@ -137,3 +138,53 @@ def rnn_cases(iterations: tuple[int, ...] = (RNN_ITERATIONS,), quick: bool = Fal
     each iteration count: ``toderici2017-i3`` (in the study and full matrices);
     :func:`bench.matrix.study_op_cases` gives a base's Table 1 / extended cases."""
     return [codec_case(RNN_CODEC, f"i{n}", quick=quick, iterations=n) for n in iterations]
+
+
+#: The backend learned codecs run on unless ``--backend`` says otherwise.
+TORCH = "torch"
+
+
+def float_case_id(case_id: str) -> str | None:
+    """The id of the float (possibly pruned) case an int8 case quantizes, or None when
+    ``case_id`` is no int8 case: ``<base>/prune=P/quant=int8`` -> ``<base>/prune=P/quant=none``
+    (``<base>`` when P is none)."""
+    head, sep, quant = case_id.rpartition("/quant=")
+    if not sep or quant != "int8":
+        return None
+    return (
+        head.removesuffix("/prune=none") if head.endswith("/prune=none") else f"{head}/quant=none"
+    )
+
+
+def on_backend(
+    case: Case,
+    backend: str,
+    torch_codec: Callable[[Case], Codec],
+    find: Callable[[str], Case],
+    train_data: str = BASELINE_TRAIN_DATA,
+) -> Codec:
+    """The codec of ``case`` with its transforms on ``backend`` (``--backend``): the case's
+    torch codec converted (:func:`imgcomp.backends.to_backend`), except that an int8 case is
+    its float case (``find(id)``) quantized by the backend itself, calibrated on
+    ``train_data``'s crops; classic codecs as they are. Skips (``pytest.skip``, with the
+    reason) what the backend cannot run: bf16 cases, families it cannot export."""
+    import pytest
+
+    from imgcomp.backends import to_backend
+    from imgcomp.codecs.learned import LearnedCodec
+    from imgcomp.errors import ImgcompError
+    from imgcomp.ops.quant.calibration import calibration_images
+
+    if case.id.endswith("/quant=bf16"):
+        pytest.skip(f"{case.id}: bf16 is torch's; {backend} runs float32 and its own int8")
+    float_id = float_case_id(case.id)
+    source = torch_codec(find(float_id) if float_id else case)
+    if not isinstance(source, LearnedCodec):
+        return source  # a classic codec has no transforms to move
+    try:
+        if float_id is None:
+            return to_backend(source, backend)
+        crops = calibration_images(data_dir=train_data)
+        return to_backend(source, backend, int8=True, calibration=crops)
+    except ImgcompError as exc:
+        pytest.skip(f"{case.id} does not run on {backend}: {exc}")

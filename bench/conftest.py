@@ -22,6 +22,7 @@ _SPEEDUPS: dict[str, dict] = {}
 _PRECISION: list[dict] = []
 _PER_IMAGE: dict[str, list[dict]] = {}
 _CROPS: dict[str, dict] = {}
+_BACKENDS: dict[str, dict] = {}
 _STEADY = pytest.StashKey[bool]()
 
 
@@ -144,6 +145,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         ) from None
     for name in ("--timing-images", "--verify-images"):
         _count_option(config, name)  # a bad value stops here too
+    _check_backend(config)
+
+
+def _check_backend(config: pytest.Config) -> None:
+    """``--backend``: its packages installed; no baseline writes (the baselines are torch's)."""
+    backend = config.getoption("--backend")
+    if backend == "torch":
+        return
+    if config.getoption("--update-baselines"):
+        raise pytest.UsageError(
+            f"imgcomp bench: --update-baselines writes torch's baselines; run it without "
+            f"--backend {backend}"
+        )
+    from imgcomp.errors import ImgcompError
+    from imgcomp.registry import backend_converter
+
+    try:
+        backend_converter(backend)
+    except ImgcompError as exc:
+        raise pytest.UsageError(f"imgcomp bench: --backend {backend}: {exc}") from None
 
 
 def _count_option(config: pytest.Config, name: str) -> int | None:
@@ -267,15 +288,31 @@ def timing_images(pytestconfig: pytest.Config, bench_images) -> list[tuple[str, 
 @pytest.fixture(scope="session")
 def codec_for(pytestconfig: pytest.Config):
     """Build each case's codec once per worker, on the --device chosen, its ops learning from
-    --train-data."""
+    --train-data, its transforms on --backend (``get(case, backend)`` asks for another one:
+    the side-by-side backend bench)."""
+    from bench.case import TORCH, on_backend
+
     device = pytestconfig.getoption("--device")
     train_data = pytestconfig.getoption("--train-data")
-    cache: dict[str, object] = {}
+    chosen = pytestconfig.getoption("--backend")
+    cache: dict[tuple[str, str], object] = {}
+    matrix: dict[str, Case] = {}
 
-    def get(case: Case):
-        if case.id not in cache:
-            cache[case.id] = case.build(device, train_data)
-        return cache[case.id]
+    def find(case_id: str) -> Case:
+        if not matrix:
+            matrix.update((c.id, c) for c in all_cases("full"))
+        return matrix[case_id]
+
+    def get(case: Case, backend: str | None = None):
+        backend = backend or chosen
+        key = (case.id, backend)
+        if key not in cache:
+            if backend == TORCH:
+                cache[key] = case.build(device, train_data)
+            else:
+                build = lambda c: get(c, TORCH)  # noqa: E731
+                cache[key] = on_backend(case, backend, build, find, train_data)
+        return cache[key]
 
     return get
 
@@ -291,18 +328,21 @@ def case_crops():
 @pytest.fixture(scope="session")
 def case_results(pytestconfig: pytest.Config, codec_for, bench_images, case_crops):
     """Run a case over the images once per worker (round trip verified on the first
-    ``--verify-images``; the first image's crop kept in ``case_crops``), cached by case id."""
-    cache: dict[str, list[ImageResult]] = {}
+    ``--verify-images``; the first image's crop kept in ``case_crops``), cached by case id
+    (and backend: ``get(case, backend)``, default --backend; crops of --backend's only)."""
+    cache: dict[tuple[str, str | None], list[ImageResult]] = {}
     n = _count_option(pytestconfig, "--verify-images")
     n = len(bench_images) if n is None else n
+    chosen = pytestconfig.getoption("--backend")
 
-    def get(case: Case) -> list[ImageResult]:
-        if case.id not in cache:
-            codec = codec_for(case)
-            keep = case_crops.keeper(case.id)
+    def get(case: Case, backend: str | None = None) -> list[ImageResult]:
+        key = (case.id, None if backend in (None, chosen) else backend)
+        if key not in cache:
+            codec = codec_for(case, backend)
+            keep = case_crops.keeper(case.id) if key[1] is None else None
             verified = evaluate(codec, bench_images[:n], verify=True, on_decoded=keep)
-            cache[case.id] = verified + evaluate(codec, bench_images[n:])
-        return cache[case.id]
+            cache[key] = verified + evaluate(codec, bench_images[n:])
+        return cache[key]
 
     return get
 
@@ -324,6 +364,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             _PER_IMAGE[value["case"]] = value["images"]
         elif key == "imgcomp_crop" and value:
             _CROPS[value["case"]] = value
+        elif key == "imgcomp_backends":
+            _BACKENDS.update(value)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
@@ -333,6 +375,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         _write_study_tables(terminalreporter)
     if _SPEEDUPS:
         _write_speedups(terminalreporter)
+    if _BACKENDS:
+        _write_backends(terminalreporter)
     for study in _PRECISION:
         _write_precision(terminalreporter, study)
     if _CHANGES:
@@ -480,6 +524,21 @@ def _write_speedups(tr) -> None:
         )
     if hardware := next((s["hardware"] for s in _SPEEDUPS.values() if "hardware" in s), None):
         tr.write_line(f"hardware: {hardware}")
+
+
+def _write_backends(tr) -> None:
+    """Decode latency per variant on torch and onnxruntime of bench/test_onnxruntime.py."""
+    tr.section("imgcomp backends (decode, interleaved in one process)")
+    tr.write_line(
+        f"{'variant':<18}{'images':>7}{'torch ms':>10}{'ORT ms':>9}{'ORT/torch':>10}"
+        f"{'ORT/ORT f32':>12}{'bytes torch':>12}{'bytes ORT':>10}"
+    )
+    for name, r in _BACKENDS.items():
+        tr.write_line(
+            f"{name:<18}{r['images']:>7}{r['torch_ms']:>10.1f}{r['ort_ms']:>9.1f}"
+            f"{r['ort_ms'] / r['torch_ms']:>10.2f}{r['ort_ratio']:>12.2f}"
+            f"{r['torch_bytes']:>12}{r['ort_bytes']:>10}"
+        )
 
 
 def _write_precision(tr, study: dict) -> None:

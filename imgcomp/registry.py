@@ -37,6 +37,13 @@ _FAMILIES: dict[str, FamilySpec] = {}
 _PROGRESSIVE: set[str] = set()
 _CODEC_FAMILY: dict[str, str] = {}
 _STREAM_PARAMS: dict[str, frozenset[str]] = {}
+_BACKENDS: dict[str, tuple[Callable[[Codec], Codec], Callable[[], None]]] = {}
+
+#: Where a codec's transforms run by default: the model itself, in torch.
+DEFAULT_BACKEND = "torch"
+#: The module whose import registers the other backends (see :mod:`imgcomp.backends`), loaded
+#: by name at the first request for one, like :data:`BUILTIN_MODULE`.
+BACKENDS_MODULE = "imgcomp.backends"
 
 
 def register_codec(
@@ -98,14 +105,50 @@ def canonical_name(name: str) -> str:
     return name
 
 
-def create_codec(name: str, **params: Any) -> Codec:
-    """Create a registered codec by name (or alias) with its parameters, e.g. ``quality=75``."""
+def create_codec(name: str, backend: str = DEFAULT_BACKEND, **params: Any) -> Codec:
+    """Create a registered codec by name (or alias) with its parameters, e.g. ``quality=75``.
+
+    ``backend``: where a learned codec's transforms run, ``torch`` (the default) or
+    ``onnxruntime`` (float32; :func:`imgcomp.backends.to_backend` gives int8 too). An unknown
+    backend, or one whose packages are missing, is refused with ImgcompError before anything
+    is built (the message says what to install)."""
+    convert = None if backend == DEFAULT_BACKEND else backend_converter(backend)
     factory = _FACTORIES[canonical_name(name)]
     try:
         inspect.signature(factory).bind(**params)
     except TypeError as exc:
         raise ImgcompError(f"bad parameters for codec {name!r}: {exc}") from exc
-    return factory(**params)
+    codec = factory(**params)
+    return codec if convert is None else convert(codec)
+
+
+def register_backend(
+    name: str, convert: Callable[[Codec], Codec], require: Callable[[], None] = lambda: None
+) -> None:
+    """Make ``create_codec(..., backend=name)`` give ``convert(codec)`` (a backend package
+    calls it when imported); ``convert`` raises ImgcompError for a codec it cannot run, and
+    ``require()`` raises ImgcompError, saying what to install, when the backend's packages
+    are missing."""
+    if name == DEFAULT_BACKEND or name in _BACKENDS:
+        raise ValueError(f"backend {name!r} is already registered")
+    _BACKENDS[name] = (convert, require)
+
+
+def list_backends() -> list[str]:
+    """The backends ``create_codec`` accepts, the default first."""
+    importlib.import_module(BACKENDS_MODULE)
+    return [DEFAULT_BACKEND, *sorted(_BACKENDS)]
+
+
+def backend_converter(backend: str) -> Callable[[Codec], Codec]:
+    """What turns a torch codec into one on ``backend``; ImgcompError for an unknown backend or
+    one whose packages are not installed (checked before any codec is built)."""
+    known = list_backends()
+    if backend not in _BACKENDS:
+        raise ImgcompError(f"unknown backend {backend!r}; backends: {', '.join(known)}")
+    convert, require = _BACKENDS[backend]
+    require()
+    return convert
 
 
 def list_codecs(aliases: bool = False) -> list[str]:

@@ -21,6 +21,7 @@ from imgcomp.errors import CheckpointError
 from imgcomp.families.balle.compressai import (
     convert_compressai_state_dict,
     detect_arch,
+    export_compressai_state_dict,
     load_compressai,
 )
 from imgcomp.families.balle.model import MeanScaleHyperprior
@@ -339,3 +340,17 @@ def test_named_arch_with_missing_hyper_keys_lists_them(hyper_sd):
         load_compressai(sd, arch="mbt2018-mean")
     with pytest.raises(CheckpointError, match="cannot detect"):
         load_compressai(sd)
+
+
+def test_export_is_the_inverse_of_the_conversion(case):
+    """Our weights in CompressAI's layout (for side-by-side runs) convert back unchanged, with
+    CompressAI's checked constants and (empty) coder tables in place."""
+    model = case["model"]
+    exported = export_compressai_state_dict(model)
+    assert set(exported) == set(case["sd"])
+    back = convert_compressai_state_dict(exported)
+    ours = model.state_dict()
+    assert list(back) == list(ours)
+    assert all(torch.equal(back[k], ours[k]) for k in ours)
+    tables = {k for k in exported if k.endswith(("_offset", "_quantized_cdf", "_cdf_length"))}
+    assert all(exported[k].shape == case["sd"][k].shape for k in set(exported) - tables)

@@ -76,23 +76,71 @@ def test_missing_shipped_quality_is_a_clear_error() -> None:
         imgcomp.create_codec("mbt2018-mean", checkpoint="x", format="tensorflow")
 
 
-@pytest.mark.parametrize("arch", ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean"])
-def test_compressai_checkpoint_reproduces_x_hat_decompressed(
-    arch, compat_dir, make_state, tmp_path
-):
-    """Seed-0 CompressAI weights: our real bitstream decodes to CompressAI's decompress output."""
+ARCHS = ["bmshj2018-factorized", "bmshj2018-hyperprior", "mbt2018-mean"]
+
+
+def _seed0_codec(arch, compat_dir, make_state, tmp_path) -> tuple[LearnedCodec, dict, np.ndarray]:
+    """The codec of CompressAI's seed-0 weights, the reference tensors and the input image."""
     manifest = make_state.load_manifest(compat_dir / "compressai" / f"{arch}.manifest.json")
     path = tmp_path / "ckpt.pth.tar"
     torch.save({"epoch": 3, "state_dict": make_state.make_state(manifest, 0)["state_dict"]}, path)
     codec = imgcomp.load_codec(arch, path, format="compressai")
     ref = torch.load(compat_dir / "compressai" / f"{arch}_seed0.pt", weights_only=True)
     img = np.ascontiguousarray(ref["input/uint8"][0].permute(1, 2, 0).numpy())
+    return codec, ref, img
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_compressai_checkpoint_reproduces_x_hat_decompressed(
+    arch, compat_dir, make_state, tmp_path
+):
+    """Seed-0 CompressAI weights on the modules' own arithmetic (``fast_inference`` off: NCHW,
+    CompressAI's): our real bitstream decodes to CompressAI's decompress output."""
+    codec, ref, img = _seed0_codec(arch, compat_dir, make_state, tmp_path)
+    codec.model.fast_inference = False
     rec = codec.decode(codec.encode(img))
     ours = torch.from_numpy(rec).permute(2, 0, 1).double() / 255
     expected = ref["x_hat_decompressed"][0].double()
     # we deliver uint8 pixels: CompressAI's float output rounded to the nearest level
     assert (ours - expected).abs().max().item() <= 0.5 / 255 + 1e-4
     assert np.array_equal(rec, codec.reconstruct(img))
+
+
+def _pre_rounding(lat: dict, ref: dict, arch: str, model) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ours, CompressAI's) value that rounding turns into y's symbols."""
+    if arch == "bmshj2018-factorized":
+        m = model.y_prior.medians.detach()[None, :, None, None]
+        return lat["y"] - m, ref["y"] - m
+    if arch == "bmshj2018-hyperprior":
+        return lat["y"], ref["y"]
+    return lat["y"] - lat["means"], ref["y"] - ref["means_hat"]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fast_path_differs_from_compressai_only_in_float_rounding(
+    arch, compat_dir, make_state, tmp_path
+):
+    """The default fast float32 path (channels_last, sub-pixel RGB layer, blocked GDN) sums in
+    another order: a y symbol may differ from CompressAI's only where CompressAI's value lies
+    within that float difference of a rounding boundary; the decode stays the model's own
+    reconstruction, and equals CompressAI's where no symbol differs."""
+    codec, ref, img = _seed0_codec(arch, compat_dir, make_state, tmp_path)
+    assert codec.model.fast_inference
+    with torch.inference_mode():
+        lat = codec.model.quantize_latents(ref["input/image"])
+    ours, theirs = _pre_rounding(lat, ref, arch, codec.model)
+    err = (ours - theirs).abs().max().item()
+    assert err < 1e-3 * max(1.0, theirs.abs().max().item())
+    boundary = (theirs - torch.floor(theirs) - 0.5).abs() <= err
+    flipped = torch.round(ours) != torch.round(theirs)
+    assert not bool((flipped & ~boundary).any()), "a symbol differs away from any boundary"
+    assert flipped.float().mean().item() < 1e-3
+    rec = codec.decode(codec.encode(img))
+    assert np.array_equal(rec, codec.reconstruct(img))
+    if not bool(flipped.any()):
+        got = torch.from_numpy(rec).permute(2, 0, 1).double() / 255
+        want = ref["x_hat_decompressed"][0].double()
+        assert (got - want).abs().max().item() <= 0.5 / 255 + 1e-4
 
 
 def test_checkpoint_carrying_code_is_refused(tmp_path) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "PEDESTAL",
     "LowerBoundFunction",
     "NonNegative",
+    "gdn_channels_last_",
     "lower_bound",
 ]
 
@@ -27,6 +28,8 @@ __all__ = [
 PEDESTAL: float = 2.0**-36
 #: Smallest effective beta (keeps the normaliser away from 0).
 BETA_MIN: float = 1e-6
+#: Pixels per block of :func:`gdn_channels_last_` (a block's squares and norms stay in cache).
+GDN_BLOCK_PIXELS = 2048
 
 
 class LowerBoundFunction(torch.autograd.Function):
@@ -126,3 +129,27 @@ class GDN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.channels}, inverse={self.inverse}"
+
+
+def gdn_channels_last_(
+    x: Tensor, gamma_t: Tensor, beta: Tensor, inverse: bool, block: int = GDN_BLOCK_PIXELS
+) -> Tensor:
+    """GDN (IGDN if ``inverse``) of a channels_last [B, C, H, W] tensor, in place, ``block``
+    pixels at a time: per block ``x * rsqrt(beta + x**2 @ gamma_t)`` (``gamma_t`` the effective
+    gamma transposed, [C, C]), the 1x1 convolution on squares as one matrix product, without
+    the three full-size temporaries of :meth:`GDN.forward`."""
+    c = x.size(1)
+    if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
+        raise ValueError(f"expected a channels_last [B,{c},H,W] tensor, got {list(x.shape)}")
+    flat = x.permute(0, 2, 3, 1).reshape(-1, c)  # a view: channels_last is [B*H*W, C]
+    rows = min(block, flat.size(0))
+    squares = flat.new_empty((rows, c))
+    norm = flat.new_empty((rows, c))
+    for start in range(0, flat.size(0), rows):
+        part = flat[start : start + rows]
+        n = part.size(0)
+        sq, nm = squares[:n], norm[:n]
+        torch.mul(part, part, out=sq)
+        torch.addmm(beta, sq, gamma_t, out=nm)
+        part.mul_(nm.sqrt_() if inverse else nm.rsqrt_())
+    return x

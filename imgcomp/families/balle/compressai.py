@@ -5,6 +5,8 @@ CompressAI's layout differs from ours only in names and in constants it stores a
 ``gaussian_conditional.*`` -> ``y_conditional.*``; GDN reparametrisation constants, bounds and
 the aux-loss target are checked against ours and dropped; entropy-coder tables (``_offset``,
 ``_quantized_cdf``, ``_cdf_length``) are ignored because ours derive from the density.
+:func:`export_compressai_state_dict` maps the other way (CompressAI's ``update()`` then builds
+its tables), so both libraries can run the same weights side by side.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from imgcomp.nn.gdn import GDN
 __all__ = [
     "convert_compressai_state_dict",
     "detect_arch",
+    "export_compressai_state_dict",
     "infer_dims",
     "load_compressai",
     "normalize_keys",
@@ -137,6 +140,19 @@ def _constants(model: BalleModel) -> tuple[dict[str, list[float]], set[str], dic
 def _their_key(ours: str, prefixes: Mapping[str, str]) -> str:
     head, _, rest = ours.partition(".")
     return f"{prefixes[head]}.{rest}" if head in prefixes else ours
+
+
+def export_compressai_state_dict(model: BalleModel) -> OrderedDict[str, Tensor]:
+    """CompressAI's state_dict of ``model`` (float32, CPU): our tensors under its names, the
+    constants it stores, and empty coder tables, which its ``update(force=True)`` fills."""
+    consts, ignored, prefixes = _constants(model)
+    out: OrderedDict[str, Tensor] = OrderedDict(
+        (_their_key(k, prefixes), v.detach().to("cpu", torch.float32).clone())
+        for k, v in model.state_dict().items()
+    )
+    out.update((k, torch.tensor(v, dtype=torch.float32)) for k, v in consts.items())
+    out.update((k, torch.zeros(0, dtype=torch.int32)) for k in sorted(ignored))
+    return out
 
 
 def convert_compressai_state_dict(

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from imgcomp.errors import ImageError, UnknownCodecError
 from imgcomp.nn.density import FactorizedDensity, GaussianConditional
 from imgcomp.nn.determinism import single_cpu_thread
+from imgcomp.nn.fast import PlanCache
 from imgcomp.nn.gdn import GDN
 
 __all__ = [
@@ -48,11 +49,17 @@ class BalleModel(nn.Module):
     """Shared part: ``g_a`` (4 strided 5x5 convs with GDN) and ``g_s`` (mirror with IGDN).
 
     Subclasses add the entropy model. ``forward`` follows ``self.training``: additive uniform
-    noise in training, rounding around the model's offsets in eval.
+    noise in training, rounding around the model's offsets in eval. Without autograd, in eval
+    mode, on float32 CPU tensors, ``analysis`` and ``synthesis`` run ``g_a`` / ``g_s`` through
+    their fast inference plans (:mod:`imgcomp.nn.fast`; ``fast_inference = False`` runs the
+    modules); the hyper transforms always run as modules, so the entropy parameters of existing
+    streams are unchanged.
     """
 
     arch: ClassVar[str] = ""
     downsampling_factor: ClassVar[int] = 16
+    #: Run g_a / g_s through :class:`~imgcomp.nn.fast.PlanCache` where it applies.
+    fast_inference: bool = True
 
     def __init__(self, N: int = 128, M: int = 192) -> None:
         super().__init__()
@@ -71,6 +78,7 @@ class BalleModel(nn.Module):
             GDN(N, inverse=True),
             _deconv(N, 3),
         )
+        self._plans = PlanCache()
 
     @property
     def config(self) -> dict[str, Any]:
@@ -110,12 +118,14 @@ class BalleModel(nn.Module):
             raise ImageError(f"height and width must be positive multiples of {f}; pad first")
 
     def analysis(self, x: Tensor) -> Tensor:
-        """Latents ``y = g_a(x)`` for x in [0, 1], [B,3,H,W] -> [B,M,H/16,W/16]."""
-        return self.g_a(x)
+        """Latents ``y = g_a(x)`` for x in [0, 1], [B,3,H,W] -> [B,M,H/16,W/16] (NCHW)."""
+        if not self.fast_inference:
+            return self.g_a(x)
+        return self._plans.run(self.g_a, x, contiguous_out=True)
 
     def synthesis(self, y_hat: Tensor) -> Tensor:
-        """Unclamped reconstruction ``g_s(y_hat)``."""
-        return self.g_s(y_hat)
+        """Unclamped reconstruction ``g_s(y_hat)`` (NCHW or channels_last)."""
+        return self.g_s(y_hat) if not self.fast_inference else self._plans.run(self.g_s, y_hat)
 
 
 class FactorizedPrior(BalleModel):
@@ -190,8 +200,8 @@ class _Hyperprior(BalleModel):
         """:meth:`hyper_synthesis` as the coder needs it: on one CPU thread, so the encoder and
         the decoder get bit-identical scales whatever their thread counts
         (:mod:`imgcomp.nn.determinism`)."""
-        with single_cpu_thread(z_hat.device):
-            return self.hyper_synthesis(z_hat)
+        with single_cpu_thread(z_hat.device):  # one layout too: oneDNN's sums follow it
+            return self.hyper_synthesis(z_hat.contiguous())
 
     def forward(self, x: Tensor) -> dict[str, Any]:
         """-> ``{"x_hat", "likelihoods": {"y", "z"}}`` (noise in training, rounding in eval)."""
