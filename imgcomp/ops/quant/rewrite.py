@@ -13,12 +13,11 @@ structural zero), so :func:`subpixel_index` converts weights both ways without l
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor, nn
 
 from imgcomp.nn.gdn import GDN
+from imgcomp.nn.subpixel import SubpixelGeometry, subpixel_geometry, subpixel_index
 
 __all__ = [
     "ConvGDN",
@@ -29,76 +28,6 @@ __all__ = [
     "subpixel_geometry",
     "subpixel_index",
 ]
-
-
-@dataclass(frozen=True)
-class SubpixelGeometry:
-    """Shape of the sub-pixel form of a transposed convolution (square stride ``s``)."""
-
-    in_channels: int
-    out_channels: int
-    stride: int
-    kernel: tuple[int, int]  # the transposed conv's kernel
-    padding: tuple[int, int]  # the transposed conv's padding
-    reach: tuple[int, int]  # D: the sub-pixel conv is (2D+1)-wide with padding D
-
-    @property
-    def conv_kernel(self) -> tuple[int, int]:
-        return (2 * self.reach[0] + 1, 2 * self.reach[1] + 1)
-
-
-def _reach(k: int, s: int, p: int) -> int:
-    """Largest |j - i| linking output phase position i to input j (tap t = a + p - s*(j - i))."""
-    return max(abs(d) for a in range(s) for d in range(-k - p, k + p + 1) if 0 <= a + p - s * d < k)
-
-
-def subpixel_geometry(deconv: nn.ConvTranspose2d) -> SubpixelGeometry | None:
-    """The sub-pixel geometry of ``deconv``, or None when it has none (output not ``s`` x input,
-    groups, dilation, unequal strides)."""
-    sh, sw = deconv.stride
-    if sh != sw or sh < 1 or deconv.groups != 1 or deconv.dilation != (1, 1):
-        return None
-    if deconv.padding_mode != "zeros" or isinstance(deconv.padding, str):
-        return None
-    kh, kw = deconv.kernel_size
-    ph, pw = deconv.padding
-    oph, opw = deconv.output_padding
-    # output = (H - 1) s - 2p + k + op must be s * H
-    if kh + oph - 2 * ph != sh or kw + opw - 2 * pw != sw:
-        return None
-    return SubpixelGeometry(
-        deconv.in_channels,
-        deconv.out_channels,
-        sh,
-        (kh, kw),
-        (ph, pw),
-        (_reach(kh, sh, ph), _reach(kw, sw, pw)),
-    )
-
-
-def _phase_taps(k: int, s: int, p: int, reach: int) -> list[list[int]]:
-    """taps[a][d + reach]: transposed-kernel tap feeding phase a from input offset d, or -1."""
-    return [
-        [t if 0 <= (t := a + p - s * d) < k else -1 for d in range(-reach, reach + 1)]
-        for a in range(s)
-    ]
-
-
-def subpixel_index(g: SubpixelGeometry) -> Tensor:
-    """Flat index into the transposed weight [Cin, Cout, kh, kw] for every element of the
-    sub-pixel weight [Cout*s*s, Cin, 2Dh+1, 2Dw+1] (output channel ``c*s*s + a_h*s + a_w``, the
-    order ``PixelShuffle`` reads), -1 at structural zeros."""
-    s, (kh, kw) = g.stride, g.kernel
-    th = torch.tensor(_phase_taps(kh, s, g.padding[0], g.reach[0]))  # [s, KH]
-    tw = torch.tensor(_phase_taps(kw, s, g.padding[1], g.reach[1]))  # [s, KW]
-    c = torch.arange(g.out_channels).view(-1, 1, 1, 1, 1, 1)
-    i = torch.arange(g.in_channels).view(1, 1, 1, -1, 1, 1)
-    tap_h = th.view(1, s, 1, 1, -1, 1)
-    tap_w = tw.view(1, 1, s, 1, 1, -1)
-    flat = ((i * g.out_channels + c) * kh + tap_h) * kw + tap_w
-    flat = torch.where((tap_h < 0) | (tap_w < 0), torch.tensor(-1), flat)
-    kh2, kw2 = g.conv_kernel
-    return flat.reshape(g.out_channels * s * s, g.in_channels, kh2, kw2)
 
 
 def expand_subpixel_weight(weight: Tensor, g: SubpixelGeometry) -> Tensor:
