@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# HiFiC on a 2-core CPU, as a chain of runs: stage 1 alone is the shipped model
-# (imgcomp/weights/hific.safetensors); stages 2-5 continue it to the next candidate (see the model
-# card in imgcomp/weights/README.md: better SSIM, not shipped yet). Each stage warm-starts from the previous stage's last checkpoint (discriminator
+# HiFiC on a 2-core CPU, as a chain of runs: stages 1-5 make the shipped model
+# (imgcomp/weights/hific.safetensors = runs/hific-candidate.safetensors; stage 1 alone made the
+# previous weights). Each stage warm-starts from the previous stage's last checkpoint (discriminator
 # included, fresh optimisers) and resumes its own run directory when started again, so the script
 # can be stopped at any point and rerun. Stages: see the model card (imgcomp/weights/README.md).
 #
