@@ -20,6 +20,7 @@ import pytest
 from bench import quality_json
 from imgcomp.report import ReportWarning, build_report, load_inputs
 from imgcomp.report.merge import merge_benchmark_json, part_of, run_key
+from tests.test_report import summary
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_SAVE = Path(__file__).parent / "fixtures" / "report" / "0001_benchmark_jpeg.json"
@@ -54,20 +55,7 @@ ORDER = [f"test_{d}_latency[{case_id}]" for d in ("encode", "decode") for case_i
 
 def _summary(case_id: str) -> dict:
     bpp, ssim, decode_s = CASES[case_id]
-    return {
-        "case": case_id,
-        "images": 2,
-        "bpp": bpp,
-        "bytes": bpp * 768 * 512 / 8,
-        "psnr": 20 + 10 * ssim,
-        "ssim": ssim,
-        "ms_ssim": min(1.0, ssim + 0.05),
-        "encode_s": 0.04,
-        "decode_s": decode_s,
-        "baseline_ssim": ssim,
-        "baseline_bpp": bpp,
-        "gate": "ok",
-    }
+    return summary(case_id, bpp, ssim, decode_s)
 
 
 def write_quality(
