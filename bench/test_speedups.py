@@ -58,12 +58,8 @@ from imgcomp.timing import time_side_by_side
 #: Decode-latency targets of the issue (ratio to the unpruned float32 model), defined on Kodak.
 DECODE_TARGETS = {"structured": 0.70, "bf16": 0.50, "int8": 0.60}
 #: Targets missed on a full Kodak run, with why: an xfail while missed there, a failure once met
-#: (runs of fewer images gate at target + slack as usual). int8 missed once the float32 path
-#: became channels_last (0.64x on 4 Kodak images, 1 thread): its float layers and GDN do not
-#: use the float path's tricks yet.
-EXPECTED_MISSES: dict[str, str] = {
-    "int8": "measured against the channels_last float32 path (issue 13)",
-}
+#: (runs of fewer images gate at target + slack as usual). None at present.
+EXPECTED_MISSES: dict[str, str] = {}
 #: A run on part of Kodak (CI's 2 images) or on other images gates at target + this: a ratio
 #: from 2 images moves by about +-0.02 from run to run and differs from the 24-image one by as
 #: much (structured: 0.64-0.68 on kodim01-02 in five runs, 0.65-0.66 on all 24).

@@ -84,7 +84,7 @@ class ConvGDN(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n = self.norm(x * x)
-        return x * (torch.sqrt(n) if self.inverse else torch.rsqrt(n))
+        return x * (n.sqrt_() if self.inverse else n.rsqrt_())  # n is fresh: in place
 
     def extra_repr(self) -> str:
         return f"inverse={self.inverse}"
