@@ -26,7 +26,7 @@ from imgcomp.backends.onnx_int8 import excluded_nodes, quantize_onnx
 from imgcomp.backends.session import OnnxRuntimeModule
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError
-from imgcomp.ops.base import copy_model, derive, require_learned
+from imgcomp.ops.base import copy_model, derive, replace_submodule, require_learned
 from imgcomp.ops.config import check_components
 from imgcomp.ops.quant.api import selected_transforms
 from imgcomp.ops.quant.bf16 import Bf16Transform
@@ -133,11 +133,6 @@ def to_backend(
             data = quantize_onnx(data, seen[name], keep, reduce_range)
             kind = "int8"
         threads = 1 if name in one_thread else None
-        _replace(model, name, OnnxRuntimeModule(data, threads=threads, kind=kind))
+        replace_submodule(model, name, OnnxRuntimeModule(data, threads=threads, kind=kind))
     mode = f"int8:{'+'.join(chosen)}" if int8 else "float32"
     return derive(codec, model, f"{BACKEND_OP}{ONNXRUNTIME}:{mode}")
-
-
-def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, attr, module)

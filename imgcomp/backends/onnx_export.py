@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from imgcomp.errors import ImgcompError
 from imgcomp.nn.gdn import GDN
+from imgcomp.ops.base import replace_submodule
 from imgcomp.ops.quant.rewrite import ConvGDN, SubpixelConvTranspose2d, subpixel_geometry
 
 __all__ = ["INPUT", "OPSET", "OUTPUT", "export_transform", "prepare_transform"]
@@ -33,11 +34,6 @@ INPUT, OUTPUT = "input", "output"
 _CHECK_TOLERANCE = 1e-4
 
 
-def _replace(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, attr = name.rpartition(".")
-    setattr(root.get_submodule(parent) if parent else root, attr, module)
-
-
 def prepare_transform(module: nn.Module) -> nn.Module:
     """A float32 eval copy of ``module`` with GDN and transposed convolutions rewritten exactly
     (see the module docstring); the caller's module is left as it is."""
@@ -46,11 +42,11 @@ def prepare_transform(module: nn.Module) -> nn.Module:
         if not name:
             continue
         if isinstance(child, GDN):
-            _replace(out, name, ConvGDN(child))
+            replace_submodule(out, name, ConvGDN(child))
         elif isinstance(child, nn.ConvTranspose2d):
             geometry = subpixel_geometry(child)
             if geometry is not None:
-                _replace(out, name, SubpixelConvTranspose2d(child, geometry))
+                replace_submodule(out, name, SubpixelConvTranspose2d(child, geometry))
     return out
 
 

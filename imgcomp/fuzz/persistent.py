@@ -37,6 +37,7 @@ from imgcomp.fuzz.worker import (
     _message,
     _setup_child,
     _write_all,
+    fork_worker,
 )
 
 __all__ = ["DEFAULT_RECYCLE", "decode_persistent"]
@@ -141,18 +142,11 @@ def _spawn(
     res_r, res_w = os.pipe()
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the worker: never returns into the caller's code
-        try:
-            for fd in (cmd_w, res_r, err_r, in_w, *inherited):
-                os.close(fd)
-            _serve(decode, cmd_r, res_w, err_w, in_r, memory_limit_bytes)
-        finally:
-            os._exit(70)
-    for fd in (cmd_r, res_w, err_w, in_r):
-        os.close(fd)
-    with contextlib.suppress(OSError):
-        os.setpgid(pid, pid)
+    pid = fork_worker(
+        lambda: _serve(decode, cmd_r, res_w, err_w, in_r, memory_limit_bytes),
+        child_closes=(cmd_w, res_r, err_r, in_w, *inherited),
+        parent_closes=(cmd_r, res_w, err_w, in_r),
+    )
     server = _Server(pid, cmd_w, res_r, err_r, in_w)
     sel.register(res_r, selectors.EVENT_READ, server)
     sel.register(err_r, selectors.EVENT_READ, server)

@@ -173,20 +173,34 @@ def _spawn(
     res_r, res_w = os.pipe()
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe()
+    pid = fork_worker(
+        lambda: _work(decode, item[1], res_w, err_w, in_r, memory_limit_bytes),
+        child_closes=(res_r, err_r, in_w),
+        parent_closes=(res_w, err_w, in_r),
+    )
+    start = time.perf_counter()
+    return _Worker(pid, item, start, start + time_limit_s, res_r, err_r, in_w, {res_r, err_r})
+
+
+def fork_worker(
+    run: Callable[[], None], child_closes: Iterable[int], parent_closes: Iterable[int]
+) -> int:
+    """Fork a worker in its own process group that closes ``child_closes`` and calls ``run``
+    (which must end the process; exit status 70 if it returns or raises); the parent closes
+    ``parent_closes`` (the worker's ends of the pipes) and gets the pid."""
     pid = os.fork()
     if pid == 0:  # the worker: never returns into the caller's code
         try:
-            for fd in (res_r, err_r, in_w):
+            for fd in child_closes:
                 os.close(fd)
-            _work(decode, item[1], res_w, err_w, in_r, memory_limit_bytes)
+            run()
         finally:
             os._exit(70)
-    for fd in (res_w, err_w, in_r):
+    for fd in parent_closes:
         os.close(fd)
     with contextlib.suppress(OSError):  # the worker does it too: whichever runs first wins
         os.setpgid(pid, pid)
-    start = time.perf_counter()
-    return _Worker(pid, item, start, start + time_limit_s, res_r, err_r, in_w, {res_r, err_r})
+    return pid
 
 
 def _reap(label: str, worker: _Worker, time_limit_s: float, kill: bool) -> MutantResult:

@@ -54,6 +54,12 @@ def copy_model(codec: LearnedCodec) -> nn.Module:
     return copy.deepcopy(codec.model).cpu().eval()
 
 
+def replace_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
+    """Put ``module`` in place of the submodule of ``root`` called ``name`` (qualified)."""
+    parent, _, attr = name.rpartition(".")
+    setattr(root.get_submodule(parent), attr, module)
+
+
 def derive(codec: LearnedCodec, model: nn.Module, op: str) -> LearnedCodec:
     """A new codec of ``codec``'s type around ``model`` with ``op`` appended to the ops already
     applied (:meth:`LearnedCodec.derive`: a subclass survives every op)."""

@@ -390,12 +390,12 @@ def recover(
 
         objective = Distilled(objective, teacher.to(dev))
     frozen = _freeze_all_but(model, train_only) if train_only is not None else []
-    refit = train_only is None or any(
-        name.endswith("quantiles") for name, p in model.named_parameters() if p.requires_grad
-    )
+    # the densities' quantiles (the aux parameters): trained and refitted unless frozen
+    aux_live = any(p.requires_grad for p in objectives.split_parameters(model)[1])
+    refit = train_only is None or aux_live
     opts = objectives.make_optimizers(model, lr=lr, aux_lr=1e-3)
-    if not any(p.requires_grad for p in objectives.split_parameters(model)[1]):
-        opts.aux = None  # the densities' quantiles are frozen too
+    if not aux_live:
+        opts.aux = None
     history = []
     try:
         # the caller's RNG is left alone; each step's quantisation noise is seeded like training's

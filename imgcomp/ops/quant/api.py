@@ -14,7 +14,7 @@ from torch import nn
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError, UnknownCodecError
 from imgcomp.families.spec import FamilySpec
-from imgcomp.ops.base import copy_model, derive, require_learned
+from imgcomp.ops.base import copy_model, derive, replace_submodule, require_learned
 from imgcomp.ops.config import (
     MODES,
     Int8,
@@ -92,12 +92,6 @@ def selected_transforms(
     }
 
 
-def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
-    """Put ``module`` in place of the submodule called ``name`` (a qualified name)."""
-    parent, _, attr = name.rpartition(".")
-    setattr(model.get_submodule(parent), attr, module)
-
-
 def quantize_model(
     model: nn.Module,
     mode: str,
@@ -155,7 +149,7 @@ def quantize_model(
     if kind == "bf16":
         for attr, m in transforms.items():
             wrapped, info = to_bf16(m, attr)
-            _replace(model, attr, wrapped)
+            replace_submodule(model, attr, wrapped)
             layers += info
     elif kind == "int8":
         if calibration is None or len(calibration) == 0:
@@ -184,7 +178,7 @@ def quantize_model(
                 float_modules=family.int8_float_modules,
                 channels_last_out=attr not in whole,  # a unit nested in float code
             )
-            _replace(model, attr, wrapped)
+            replace_submodule(model, attr, wrapped)
             layers += info
             engine = wrapped.engine
     else:

@@ -54,6 +54,7 @@ from torch import Tensor, nn
 
 from imgcomp.errors import ImgcompError
 from imgcomp.nn.gdn import GDN
+from imgcomp.ops.base import replace_submodule
 from imgcomp.ops.quant.casting import map_tensors, to_compute, to_float32
 from imgcomp.ops.quant.report import LayerInfo, layers_of
 from imgcomp.ops.quant.rewrite import (
@@ -325,8 +326,7 @@ def _weight_only(graph: nn.Module, names: Collection[str]) -> None:
             new = Int8WeightConv(m)
         else:
             continue
-        parent, _, child = name.rpartition(".")
-        setattr(graph.get_submodule(parent), child, new)
+        replace_submodule(graph, name, new)
 
 
 def quantize_int8(
@@ -386,8 +386,7 @@ def quantize_int8(
         graph = convert_fx(prepared)
     for name, m in list(graph.named_modules()):
         if type(m) is nn.PixelShuffle:
-            parent, _, child = name.rpartition(".")
-            setattr(graph.get_submodule(parent), child, QuantizedPixelShuffle(m.upscale_factor))
+            replace_submodule(graph, name, QuantizedPixelShuffle(m.upscale_factor))
     _weight_only(graph, keep)
     compact = {
         f"{name}.conv.weight": g
