@@ -434,6 +434,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             objective_args=objective_args,
             lr_milestones=args.lr_milestones,
             lr_gamma=args.lr_gamma,
+            lr_schedule=args.lr_schedule,
+            warmup_steps=args.warmup_steps,
             clip_max_norm=args.clip_max_norm,
             steps=args.steps,
             batch_size=args.batch_size,
@@ -626,6 +628,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="fractions of the run where the lr is multiplied by --lr-gamma",
     )
     p.add_argument("--lr-gamma", type=float, default=None)
+    p.add_argument(
+        "--lr-schedule",
+        choices=("step", "cosine"),
+        default=None,
+        help="step: --lr-milestones, then x0.1 for the last 10%% (default); cosine: from --lr "
+        "down to --lr x0.1 at the last step, fitted to --steps",
+    )
+    p.add_argument("--warmup-steps", type=int, default=None, help="linear lr warm-up (default 0)")
     p.add_argument(
         "--clip-max-norm",
         type=float,

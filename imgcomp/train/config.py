@@ -11,6 +11,7 @@ checkpoint under a new config.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -93,8 +94,13 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
     "lr_drop_factor": 0.1,
     "lr_milestones": [],
     "lr_gamma": 0.5,
+    "lr_schedule": "step",
+    "warmup_steps": 0,
     "clip_max_norm": 1.0,
 }
+
+#: Learning-rate schedules: ``step`` (milestones, then the final drop) and ``cosine``.
+LR_SCHEDULES = ("step", "cosine")
 
 #: The top-level fields of the layout before ``family`` / ``model`` / ``objective``.
 _FLAT_FIELDS = {"arch": "model", "N": "model", "M": "model", "lmbda": "objective_args"}
@@ -130,8 +136,10 @@ class TrainConfig:
     Fields left None take the family's recipe (``TrainFamily.defaults``), else
     :data:`GLOBAL_DEFAULTS`; ``objective`` defaults to the family's. The learning rate is
     multiplied by ``lr_gamma`` at each of ``lr_milestones`` (fractions of ``steps``) and by
-    ``lr_drop_factor`` for the last ``lr_drop_fraction`` of ``steps``; ``clip_max_norm`` 0 turns
-    gradient clipping off.
+    ``lr_drop_factor`` for the last ``lr_drop_fraction`` of ``steps`` (``lr_schedule`` ``step``),
+    or follows a cosine from ``lr`` down to ``lr * lr_drop_factor`` at the last step (``cosine``,
+    which fits any step budget); either starts with ``warmup_steps`` of linear warm-up (fresh
+    optimiser moments on warm-started weights). ``clip_max_norm`` 0 turns gradient clipping off.
     ``max_seconds`` is a wall-clock budget for one ``train()`` call (checkpoint, then stop);
     ``stop_at`` stops at that step the same way (a run resumed later computes what one
     uninterrupted run would: how a recipe records where a run was stopped and continued).
@@ -154,6 +162,8 @@ class TrainConfig:
     lr_drop_factor: float | None = None
     lr_milestones: list[float] | None = None
     lr_gamma: float | None = None
+    lr_schedule: str | None = None
+    warmup_steps: int | None = None
     clip_max_norm: float | None = None
     seed: int = 0
     warm_start: str | None = None
@@ -212,6 +222,9 @@ class TrainConfig:
             raise ValueError(f"lr_milestones must be increasing, got {self.lr_milestones}")
         check_float("lr_drop_fraction", self.lr_drop_fraction, low=0.0, high=1.0)
         check_float("lr_drop_factor", self.lr_drop_factor, low=0.0, high=1.0, low_open=True)
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        _check_int("warmup_steps", self.warmup_steps, minimum=0)
         if self.max_seconds is not None:
             check_float("max_seconds", self.max_seconds, low=0.0)
         if self.stop_at is not None:
@@ -264,14 +277,19 @@ class TrainConfig:
         return _train_family(self.family).build(self.model)
 
     def lr_at(self, step: int) -> float:
-        """Main learning rate for the 0-based ``step``: ``lr_gamma`` at every milestone passed,
-        ``lr_drop_factor`` in the last ``lr_drop_fraction`` of steps."""
+        """Main learning rate for the 0-based ``step`` under ``lr_schedule``, warm-up included."""
+        warm = min(1.0, (step + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        if self.lr_schedule == "cosine":
+            span = max(self.steps - 1 - self.warmup_steps, 1)
+            t = min(max(step - self.warmup_steps, 0) / span, 1.0)
+            floor = self.lr * self.lr_drop_factor
+            return warm * (floor + (self.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * t)))
         lr = self.lr
         for m in self.lr_milestones:
             if step >= int(self.steps * m):
                 lr *= self.lr_gamma
         drop_start = self.steps - int(self.steps * self.lr_drop_fraction)
-        return lr * self.lr_drop_factor if step >= drop_start else lr
+        return warm * (lr * self.lr_drop_factor if step >= drop_start else lr)
 
 
 def resume_mismatches(saved: TrainConfig, new: TrainConfig) -> list[str]:
