@@ -30,6 +30,9 @@ LATENCY_S_PER_IMAGE = {"classic": 0.5, "learned": 0.5}
 SPEEDUP_S_PER_IMAGE = 5.0
 #: Seconds per image of the precision study (eight weight precisions).
 PRECISION_S_PER_IMAGE = 3.0
+#: Seconds per image of the anchor curves (WebP and JPEG at eight settings each) and the four
+#: mean-scale qualities the RD check compares with them.
+ANCHORS_S_PER_IMAGE = 7.5
 
 
 def matches(case_id: str, patterns: Sequence[str]) -> bool:
@@ -49,6 +52,7 @@ class Plan:
     timing_images: int
     workers: int = 1
     shard: str | None = None  # "K/N" of a --shard run
+    anchors: bool = False
 
     def seconds(self) -> float:
         """Rough wall time of the run (see the module doc)."""
@@ -69,6 +73,8 @@ class Plan:
             total += SPEEDUP_S_PER_IMAGE * self.timing_images
         if self.precision:
             total += PRECISION_S_PER_IMAGE * self.images / max(1, self.workers)
+        if self.anchors:
+            total += ANCHORS_S_PER_IMAGE * self.images
         return total
 
     def describe(self) -> str:
@@ -81,6 +87,8 @@ class Plan:
             parts.append("speed-up targets")
         if self.precision:
             parts.append("precision study")
+        if self.anchors:
+            parts.append("RD check against WebP and JPEG")
         minutes = self.seconds() / 60
         when = f"about {minutes:.0f} min" if minutes >= 1.5 else "about a minute or less"
         shard = f"shard {self.shard}: " if self.shard else ""
@@ -96,7 +104,7 @@ def plan_from_names(
     shard: str | None = None,
 ) -> Plan | None:
     """The Plan of test names like ``test_quality[<case id>]``; None when they hold no work
-    the estimate knows (quality, latency, speed-ups, precision)."""
+    the estimate knows (quality, latency, speed-ups, precision, the RD check)."""
     names = list(names)
     quality = tuple(n[len("test_quality[") : -1] for n in names if n.startswith("test_quality["))
     latency = tuple(
@@ -106,13 +114,15 @@ def plan_from_names(
     )
     speedups = any(n.startswith("test_decode_speedup[") for n in names)
     precision = any(n.startswith("test_ssim_vs_weight_bits") for n in names)
-    if not (quality or latency or speedups or precision):
+    anchors = any(n.startswith("test_mean_scale_beats_anchors") for n in names)
+    if not (quality or latency or speedups or precision or anchors):
         return None
     return Plan(
         quality_cases=quality,
         latency_tests=() if benchmark_off else latency,
         speedups=speedups and not benchmark_off,
         precision=precision,
+        anchors=anchors,
         images=images,
         timing_images=timing_images,
         workers=workers,

@@ -60,6 +60,15 @@ def test_plan_estimate_grows_with_work_and_divides_by_workers() -> None:
     assert timing_only.describe().startswith("imgcomp bench: 3 latency tests on 2 images")
 
 
+def test_plan_counts_the_rd_check_against_the_anchors() -> None:
+    from bench.plan import ANCHORS_S_PER_IMAGE, plan_from_names
+
+    plan = plan_from_names(["test_mean_scale_beats_anchors_at_equal_bpp"], 24, 4)
+    assert plan is not None and plan.anchors
+    assert plan.seconds() == pytest.approx(ANCHORS_S_PER_IMAGE * 24)
+    assert "RD check against WebP and JPEG" in plan.describe()
+
+
 def test_case_option_selects_by_id_and_says_the_plan(tmp_path: Path) -> None:
     cid = "mbt2018-mean-q3/prune=none/quant=int8"
     run = run_bench("--co", "-q", "--dataset", "sample", "--case", cid, tmp_path=tmp_path)

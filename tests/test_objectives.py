@@ -258,7 +258,7 @@ def test_an_aux_less_family_trains_and_resumes(
     assert straight["aux_optimizer"] == {} and straight["config"].model == {"width": 1}
     logs = [json.loads(x) for x in (tmp_path / "straight" / LOG_NAME).read_text().splitlines()]
     assert [r["step"] for r in logs] == [1, 2, 3, 4]
-    assert set(logs[0]) == {"step", "loss", "mse", "lr", "elapsed", "images_per_s"}
+    assert set(logs[0]) == {"step", "loss", "mse", "lr", "elapsed", "steps_per_s", "images_per_s"}
     assert logs[0]["loss"] == pytest.approx(2.0 * logs[0]["mse"])
     run = tmp_path / "resumed"
     train(config(run, 2))

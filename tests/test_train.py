@@ -223,7 +223,8 @@ def test_log_lines(data_dir: Path, tmp_path: Path) -> None:
     train(cfg)
     logs = [json.loads(line) for line in (tmp_path / "run" / LOG_NAME).read_text().splitlines()]
     assert [r["step"] for r in logs] == [2, 4, 5]  # and a last line at the final step
-    keys = {"step", "loss", "mse", "bpp", "psnr", "aux", "lr", "elapsed", "images_per_s"}
+    keys = {"step", "loss", "mse", "bpp", "psnr", "aux", "lr", "elapsed"}
+    keys |= {"steps_per_s", "images_per_s"}
     for r in logs:
         assert set(r) == keys
         assert r["loss"] == pytest.approx(0.01 * 255**2 * r["mse"] + r["bpp"], rel=1e-6)
@@ -234,6 +235,28 @@ def test_log_lines(data_dir: Path, tmp_path: Path) -> None:
     assert [r["lr"] for r in logs] == [1e-4, 1e-4, 1e-4]
     assert cfg.lr_at(0) == 1e-4 and TrainConfig(steps=100).lr_at(89) == 1e-4
     assert TrainConfig(steps=100).lr_at(90) == pytest.approx(1e-5)
+
+
+def test_cosine_schedule_with_warmup_fits_the_step_budget() -> None:
+    cfg = TrainConfig(steps=1000, lr=1e-4, lr_schedule="cosine", warmup_steps=100)
+    assert cfg.lr_at(0) == pytest.approx(1e-6)  # warm-up: linear from lr / warmup_steps
+    assert cfg.lr_at(49) == pytest.approx(5e-5)
+    assert cfg.lr_at(99) == pytest.approx(1e-4) and cfg.lr_at(100) == pytest.approx(1e-4)
+    mid = 100 + (999 - 100) // 2
+    assert cfg.lr_at(mid) == pytest.approx(1e-5 + 9e-5 * 0.5, rel=1e-2)  # half-way down
+    assert cfg.lr_at(999) == pytest.approx(1e-5)  # ends at lr x lr_drop_factor
+    lrs = [cfg.lr_at(s) for s in range(100, 1000)]
+    assert lrs == sorted(lrs, reverse=True)
+    # a longer budget stretches the same curve
+    longer = TrainConfig(steps=2000, lr=1e-4, lr_schedule="cosine", warmup_steps=100)
+    assert longer.lr_at(999) > cfg.lr_at(999)
+    # warm-up also applies to the step schedule
+    step = TrainConfig(steps=1000, lr=1e-4, warmup_steps=10)
+    assert step.lr_at(4) == pytest.approx(5e-5) and step.lr_at(500) == 1e-4
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(lr_schedule="linear")
+    with pytest.raises(ValueError, match="warmup_steps"):
+        TrainConfig(warmup_steps=-1)
 
 
 def test_lr_drop_and_grad_clip_are_applied(

@@ -233,7 +233,8 @@ class _Logger:
     """Averages the per-step statistics since the last line; appends one JSON line per call.
 
     A line holds the step, the loss, the objective's metrics and derived fields, ``aux`` (when
-    the model has auxiliary parameters), the lr, the elapsed time and the throughput.
+    the model has auxiliary parameters), the lr, the elapsed time and the throughput (steps and
+    crops per second since the previous line).
     """
 
     def __init__(self, path: Path, config: TrainConfig, objective: objectives.Objective) -> None:
@@ -270,6 +271,7 @@ class _Logger:
             **aux,
             "lr": self.config.lr_at(step - 1),
             "elapsed": round(elapsed, 3),
+            "steps_per_s": round(n / max(now - self.last_time, 1e-9), 4),
             "images_per_s": round(n * self.config.batch_size / max(now - self.last_time, 1e-9), 3),
         }
         self.last_time = now
