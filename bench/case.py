@@ -43,7 +43,7 @@ MATRICES = ("default", "study", "full")
 RNN_CODEC = "toderici2017"
 RNN_ITERATIONS = 3
 #: HiFiC (Mentzer et al. 2020), the study's Table 2: one model ships
-#: (``imgcomp/weights/hific.safetensors``), so its case id is the codec's name alone.
+#: (``imgcomp/weights/hific.imgw``), so its case id is the codec's name alone.
 HIFIC_CODEC = "hific"
 
 
@@ -121,7 +121,7 @@ def require_shipped(name: str) -> None:
 
 
 def hific_cases(quick: bool = False) -> list[Case]:
-    """HiFiC on its shipped weights (``imgcomp/weights/hific.safetensors``): ``hific``, the
+    """HiFiC on its shipped weights (``imgcomp/weights/hific.imgw``): ``hific``, the
     codec's name alone (one model ships; :func:`imgcomp.study.case_family` reads it as family
     hific). Building it skips the test (:func:`require_shipped`) while the weights are absent;
     :func:`bench.matrix.matrix_op_cases` gives its Table 2 / structured cases."""
@@ -134,7 +134,7 @@ def hific_cases(quick: bool = False) -> list[Case]:
 
 
 def rnn_cases(iterations: tuple[int, ...] = (RNN_ITERATIONS,), quick: bool = False) -> list[Case]:
-    """The Toderici RNN on its shipped weights (``imgcomp/weights/toderici2017.safetensors``) at
+    """The Toderici RNN on its shipped weights (``imgcomp/weights/toderici2017.imgw``) at
     each iteration count: ``toderici2017-i3`` (in the study and full matrices);
     :func:`bench.matrix.study_op_cases` gives a base's Table 1 / extended cases."""
     return [codec_case(RNN_CODEC, f"i{n}", quick=quick, iterations=n) for n in iterations]

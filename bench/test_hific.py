@@ -1,6 +1,6 @@
 """HiFiC's targets (the study's Table 2 model), measured side by side on the bench images.
 
-Against the shipped model (``hific``, ``imgcomp/weights/hific.safetensors``, float32):
+Against the shipped model (``hific``, ``imgcomp/weights/hific.imgw``, float32):
 
 ==============================  ========================  ================
 op                              decode latency            SSIM drop

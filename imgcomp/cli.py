@@ -669,8 +669,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("export", help="write a training checkpoint's weights as safetensors")
-    p.add_argument("checkpoint", help="run directory, checkpoint.pt or an exported .safetensors")
-    p.add_argument("output", help="OUT.safetensors")
+    p.add_argument(
+        "checkpoint", help="run directory, checkpoint.pt or an exported .safetensors / .imgw"
+    )
+    p.add_argument("output", help="OUT.safetensors, or OUT.imgw for packed (imgcomp.packed)")
     p.add_argument("--half", action="store_true", help="store the transforms in float16")
     p.add_argument(
         "--fit-quantiles",

@@ -39,6 +39,8 @@ from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import CheckpointError, ImgcompError
 from imgcomp.fsutil import atomic_path
 from imgcomp.ops.config import BALLE_COMPONENTS, Bf16, Int8, OpConfig, parse_record
+from imgcomp.packed import SUFFIX as PACKED_SUFFIX
+from imgcomp.packed import read_safetensors_bytes, safetensors_header
 from imgcomp.train.export import read_weight_shapes
 
 __all__ = [
@@ -134,6 +136,10 @@ def _dumps(record: Mapping[str, Any]) -> str:
 # -- reading -----------------------------------------------------------------------------------
 def _metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     where = os.fspath(path)
+    if Path(where).suffix == PACKED_SUFFIX:  # packed weights (saved codecs are never packed)
+        if not Path(where).exists():
+            raise CheckpointError(f"no such file: {where!r}")
+        return dict(safetensors_header(read_safetensors_bytes(where))[1])
     try:
         with safe_open(where, framework="pt") as f:
             return dict(f.metadata() or {})

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # HiFiC on a 2-core CPU, as a chain of runs: stages 1-5 make the shipped model
-# (imgcomp/weights/hific.safetensors = runs/hific-candidate.safetensors; stage 1 alone made the
+# (imgcomp/weights/hific.imgw = runs/hific-candidate.imgw; stage 1 alone made the
 # previous weights). Each stage warm-starts from the previous stage's last checkpoint (discriminator
 # included, fresh optimisers) and resumes its own run directory when started again, so the script
 # can be stopped at any point and rerun. Stages: see the model card (imgcomp/weights/README.md).
@@ -8,7 +8,7 @@
 #   DATA=<training images> bash scripts/train_hific.sh      # default DATA=../shared/data/train
 #
 # To continue training in a later session, add a stage that warm-starts from the last run (or
-# from the shipped weights: --warm-start imgcomp/weights/hific.safetensors, no discriminator).
+# from the shipped weights: --warm-start imgcomp/weights/hific.imgw, no discriminator).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -56,4 +56,4 @@ stage hific-w02e 2 hific-w02d target_rate=0.44 k_P=4.0 gan_start=0.0 -- \
 stage hific-w02f 2 hific-w02e target_rate=0.42 k_P=4.0 gan_start=0.0 -- \
     --steps 600 --lr 4e-5 --lr-milestones 0.5 --lr-gamma 0.4
 
-"$IMGCOMP" export "$RUNS/hific-w02f" "$RUNS/hific-candidate.safetensors" --half
+"$IMGCOMP" export "$RUNS/hific-w02f" "$RUNS/hific-candidate.imgw" --half

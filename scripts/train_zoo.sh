@@ -5,7 +5,7 @@
 #   factorized prior (bmshj2018-factorized) at lmbda 0.0067
 #
 # Each run trains in runs/<name>/ (checkpoint.pt, log.jsonl, train.out) and resumes there when
-# started again; weights go to imgcomp/weights/<name>.safetensors. Run from anywhere with the
+# started again; weights go to imgcomp/weights/<name>.imgw (packed safetensors). Run from anywhere with the
 # project's Python environment active. Environment (defaults):
 #   N=128 M=192 STEPS=20000 DEVICE=cuda AMP=1 BATCH_SIZE=16 PATCH_SIZE=256 SEED=0 LR=1e-4
 #   DATA=../shared/data/train RUNS=runs WEIGHTS=imgcomp/weights PYTHON=python
@@ -176,7 +176,7 @@ runs, weights, names = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]
 failed = 0
 for name in names:
     try:
-        path = export_weights(runs / name, weights / f"{name}.safetensors")
+        path = export_weights(runs / name, weights / f"{name}.imgw")
     except ImgcompError as exc:
         print(f"train_zoo: cannot export {name}: {exc}", file=sys.stderr)
         failed = 1

@@ -132,13 +132,13 @@ def test_a_classic_payload_must_declare_the_headers_size() -> None:
 
 def test_weights_metadata_cannot_size_the_model(tmp_path) -> None:
     src = imgcomp.zoo.shipped_weights_path("mean-scale-hyperprior", 3)
-    from imgcomp.train import read_metadata
+    from imgcomp.train import read_metadata, read_weight_tensors
 
     meta = read_metadata(src)
     config = json.loads(meta["config"]) | {"N": 2048, "M": 2048}
     lying = tmp_path / "lying.safetensors"
     meta = {**meta, "N": "2048", "M": "2048", "config": json.dumps(config)}
-    save_file(load_file(src), lying, metadata=meta)
+    save_file(read_weight_tensors(src), lying, metadata=meta)
     start = time.perf_counter()
     with pytest.raises(CheckpointError, match="tensors differ from the file's"):
         imgcomp.load_codec("mbt2018-mean", lying)

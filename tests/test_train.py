@@ -408,7 +408,7 @@ def test_shipped_weights_configs_and_lambda_still_read() -> None:
     from imgcomp.ops import _training_lambda
     from imgcomp.zoo import WEIGHTS_DIR, create_codec, shipped_weights_path
 
-    files = sorted(WEIGHTS_DIR.glob("*.safetensors"))
+    files = sorted(WEIGHTS_DIR.glob("*.imgw"))
     files = [p for p in files if read_metadata(p).get("family", "balle") == "balle"]
     assert files
     for path in files:  # written by the old code, flat layout

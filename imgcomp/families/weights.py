@@ -1,4 +1,5 @@
-"""Shipped weights: ``imgcomp/weights/<codec name>-q<quality>.safetensors``, each with a model
+"""Shipped weights: ``imgcomp/weights/<codec name>-q<quality>.imgw`` (packed safetensors,
+:mod:`imgcomp.packed`; a plain ``.safetensors`` of the same stem also counts), each with a model
 card in ``imgcomp/weights/README.md`` (the lookup a family's spec declares as ``shipped``)."""
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from pathlib import Path
 
 from imgcomp.checkpoints import checkpoint_path
 from imgcomp.errors import ImgcompError
+from imgcomp.packed import WEIGHT_SUFFIXES
 
 __all__ = [
     "WEIGHTS_DIR",
     "check_seed",
     "check_width",
     "load_family_model",
+    "shipped_file",
     "shipped_qualities",
     "shipped_weights_path",
 ]
@@ -22,20 +25,33 @@ __all__ = [
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
+def shipped_file(stem: str, folder: Path | None = None) -> Path | None:
+    """The shipped weights file ``<stem>.imgw`` (or ``<stem>.safetensors``) in ``folder``
+    (default :data:`WEIGHTS_DIR`); None when neither exists."""
+    for suffix in WEIGHT_SUFFIXES[::-1]:  # packed first
+        path = (WEIGHTS_DIR if folder is None else folder) / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
 def shipped_qualities(name: str) -> list[int]:
     """Quality levels with weights shipped in the package for codec ``name``."""
     prefix = f"{name}-q"
     return sorted(
-        int(p.stem[len(prefix) :])
-        for p in WEIGHTS_DIR.glob(f"{prefix}*.safetensors")
-        if p.stem[len(prefix) :].isdigit()
+        {
+            int(p.stem[len(prefix) :])
+            for suffix in WEIGHT_SUFFIXES
+            for p in WEIGHTS_DIR.glob(f"{prefix}*{suffix}")
+            if p.stem[len(prefix) :].isdigit()
+        }
     )
 
 
 def shipped_weights_path(name: str, quality: int) -> Path:
     """Path of the shipped weights of ``name`` at ``quality``; ImgcompError when none ship."""
-    path = WEIGHTS_DIR / f"{name}-q{quality}.safetensors"
-    if not path.exists():
+    path = shipped_file(f"{name}-q{quality}")
+    if path is None:
         have = shipped_qualities(name)
         raise ImgcompError(
             f"no shipped weights for {name} quality {quality}; shipped qualities: "

@@ -45,6 +45,7 @@ from imgcomp.ops.config import (
     quant_config,
 )
 from imgcomp.ops.profile import ModelProfile, format_profile, profile_model
+from imgcomp.packed import is_weights_file
 from imgcomp.registry import family_of
 
 __all__ = [
@@ -275,11 +276,11 @@ def _codec_objective_args(codec: LearnedCodec) -> dict[str, object]:
 
 def _weights_file(codec: LearnedCodec) -> str | None:
     """The exported weights file the codec was built from: its ``checkpoint`` (our format, a
-    ``.safetensors``), else its family's shipped file; None when it has neither."""
+    ``.safetensors`` or ``.imgw``), else its family's shipped file; None when it has neither."""
     checkpoint = codec.params.get("checkpoint")
     if isinstance(checkpoint, str):
         ours = codec.params.get("format", "imgcomp") == "imgcomp"
-        return checkpoint if ours and checkpoint.endswith(".safetensors") else None
+        return checkpoint if ours and is_weights_file(checkpoint) else None
     if codec.params.get("pretrained") is False:
         return None
     try:

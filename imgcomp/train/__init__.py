@@ -31,6 +31,7 @@ from imgcomp.train.export import (
     fit_quantiles,
     load_weights,
     read_metadata,
+    read_weight_tensors,
 )
 from imgcomp.train.loop import LOG_NAME, resolve_device, train
 from imgcomp.train.objectives import (
@@ -64,6 +65,7 @@ __all__ = [
     "psnr_from_mse",
     "read_checkpoint",
     "read_metadata",
+    "read_weight_tensors",
     "resolve_checkpoint",
     "resolve_device",
     "resume_mismatches",

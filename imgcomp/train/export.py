@@ -17,11 +17,12 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save, save_file
 from torch import nn
 
 from imgcomp.errors import CheckpointError
 from imgcomp.fsutil import atomic_path
+from imgcomp.packed import SUFFIX, is_weights_file, pack, read_safetensors_bytes, safetensors_header
 from imgcomp.train.checkpoint import read_checkpoint, resolve_checkpoint
 from imgcomp.train.config import TrainFamily, train_families
 
@@ -87,7 +88,7 @@ def fit_quantiles(model: nn.Module, steps: int = 20000, lr: float = 0.1) -> floa
 
 def _source(checkpoint: str | os.PathLike[str]) -> tuple[nn.Module, dict[str, str]]:
     """Model and metadata from a training checkpoint (file or run dir) or an exported file."""
-    if Path(checkpoint).suffix == ".safetensors":
+    if is_weights_file(checkpoint):
         return load_weights(checkpoint), dict(read_metadata(checkpoint))
     state = read_checkpoint(checkpoint)
     config = state["config"]
@@ -130,10 +131,11 @@ def export_weights(
     fit_quantile_steps: int = 0,
     finalize: bool = True,
 ) -> Path:
-    """Write the weights of a training checkpoint (file or run directory) as safetensors.
+    """Write the weights of a training checkpoint (file or run directory) as safetensors, or
+    packed (:mod:`imgcomp.packed`) when ``out_path`` ends in ``.imgw``.
 
-    ``checkpoint`` may also be an exported ``.safetensors`` file (to re-export it, e.g. in
-    float16). With ``fit_quantile_steps`` the density quantiles are refined first
+    ``checkpoint`` may also be an exported ``.safetensors`` / ``.imgw`` file (to re-export it,
+    e.g. in float16 or packed). With ``fit_quantile_steps`` the density quantiles are refined first
     (:func:`fit_quantiles`); with ``finalize`` the family's export step runs (the RNN fits its
     code model on the run's training data). Metadata (all strings): format, family, the
     model's arguments (Ballé: arch, N, M), objective, its arguments (rd: lmbda), steps
@@ -160,16 +162,28 @@ def export_weights(
         tensors[key] = t.contiguous()
     metadata["dtype"] = "float16" if half else "float32"
     with atomic_path(out_path) as tmp:
-        save_file(tensors, os.fspath(tmp), metadata=metadata)
+        if Path(out_path).suffix == SUFFIX:
+            Path(tmp).write_bytes(pack(save(tensors, metadata=metadata)))
+        else:
+            save_file(tensors, os.fspath(tmp), metadata=metadata)
     return Path(out_path)
+
+
+def _packed(path: str | os.PathLike[str]) -> bytes | None:
+    """The unpacked safetensors bytes of an ``.imgw`` file; None for any other file."""
+    return read_safetensors_bytes(path) if Path(path).suffix == SUFFIX else None
 
 
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The string metadata of an exported weights file (CheckpointError if it is not one)."""
+    packed = _packed(path)
     try:
-        with safe_open(os.fspath(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as exc:
+        if packed is not None:
+            meta = safetensors_header(packed)[1]
+        else:
+            with safe_open(os.fspath(path), framework="pt") as f:
+                meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError, CheckpointError) as exc:
         raise CheckpointError(f"cannot read weights {os.fspath(path)!r}: {exc}") from None
     if meta.get("format") != WEIGHTS_FORMAT:
         raise CheckpointError(f"{os.fspath(path)!r} is not an imgcomp weights file")
@@ -226,18 +240,24 @@ def read_weight_shapes(path: str | os.PathLike[str]) -> dict[str, tuple[int, ...
     """The tensor shapes a safetensors file's header declares, no tensor read (CheckpointError
     if unreadable): what loaders check a file's metadata against before building anything."""
     where = os.fspath(path)
+    packed = _packed(path)
     try:
+        if packed is not None:
+            tensors = safetensors_header(packed)[0]
+            return {k: tuple(int(d) for d in info["shape"]) for k, info in tensors.items()}
         with safe_open(where, "pt") as f:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, TypeError, CheckpointError) as exc:
         raise CheckpointError(f"cannot read weights {where!r}: {exc}") from None
 
 
 def read_weight_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors weights file as stored (CheckpointError if unreadable)."""
+    """The tensors of a weights file (safetensors or ``.imgw``) as stored (CheckpointError if
+    unreadable)."""
+    packed = _packed(path)
     try:
-        return load_file(os.fspath(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+        return load(packed) if packed is not None else load_file(os.fspath(path))
+    except (SafetensorError, OSError, ValueError, CheckpointError) as exc:
         raise CheckpointError(f"cannot read weights {os.fspath(path)!r}: {exc}") from None
 
 

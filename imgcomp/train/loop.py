@@ -22,6 +22,7 @@ import torch
 from imgcomp.devices import resolve_device
 from imgcomp.errors import CheckpointError, ImgcompError
 from imgcomp.fsutil import atomic_write_text
+from imgcomp.packed import is_weights_file
 from imgcomp.progress import bar as progress_bar
 from imgcomp.progress import enabled as progress_enabled
 from imgcomp.train import objectives
@@ -163,11 +164,11 @@ def train(config: TrainConfig) -> Path:
 
 
 def warm_start(model: torch.nn.Module, path: str | os.PathLike[str]) -> None:
-    """Load ``path``'s weights (an exported ``.safetensors`` or a training checkpoint) into
-    ``model``: every tensor must fit; only the model's adversary (a discriminator, which exports
-    drop) may be missing, and keeps its fresh initialisation."""
+    """Load ``path``'s weights (an exported ``.safetensors`` / ``.imgw``, or a training
+    checkpoint) into ``model``: every tensor must fit; only the model's adversary (a
+    discriminator, which exports drop) may be missing, and keeps its fresh initialisation."""
     where = os.fspath(path)
-    if Path(where).suffix == ".safetensors":
+    if is_weights_file(where):
         weights = read_weight_tensors(where)
     else:
         weights = read_checkpoint(where)["model"]

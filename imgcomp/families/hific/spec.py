@@ -43,7 +43,7 @@ from imgcomp.families.hific.model import (
 from imgcomp.families.hific.objective import HiFiCGAN
 from imgcomp.families.hific.structured import hific_after_resize, hific_channel_groups
 from imgcomp.families.spec import Component, FamilySpec, Padding
-from imgcomp.families.weights import WEIGHTS_DIR
+from imgcomp.families.weights import WEIGHTS_DIR, shipped_file
 from imgcomp.nn.channel_norm import ChannelNorm2D
 from imgcomp.train.config import TrainFamily
 
@@ -70,12 +70,12 @@ def hific_padding(model: nn.Module) -> Padding:
 
 
 def hific_shipped(name: str, quality: int = 0) -> Path:
-    """``imgcomp/weights/<name>.safetensors``; a clear error where it is missing."""
-    path = WEIGHTS_DIR / f"{name}.safetensors"
-    if not path.exists():
+    """``imgcomp/weights/<name>.imgw`` (or ``.safetensors``); a clear error where it is missing."""
+    path = shipped_file(name, WEIGHTS_DIR)
+    if path is None:
         raise ImgcompError(
-            f"no shipped weights for {name} ({path} is missing): load an original train.py "
-            "checkpoint with "
+            f"no shipped weights for {name} ({WEIGHTS_DIR / name}.imgw is missing): load an "
+            "original train.py checkpoint with "
             f"load_codec({name!r}, checkpoint=PATH, format='original'), or pass "
             "pretrained=False for seeded random weights (timing only)"
         )

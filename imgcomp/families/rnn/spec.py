@@ -24,7 +24,7 @@ from imgcomp.families.rnn.model import CODE_CHANNELS, MAX_ITERATIONS, TodericiRN
 from imgcomp.families.rnn.objective import ResidualL1
 from imgcomp.families.rnn.structured import rnn_after_resize, rnn_channel_groups
 from imgcomp.families.spec import Component, FamilySpec, Padding
-from imgcomp.families.weights import WEIGHTS_DIR
+from imgcomp.families.weights import WEIGHTS_DIR, shipped_file
 from imgcomp.train.config import TrainFamily
 
 __all__ = ["RNN", "RNN_TRAINING", "rnn_latent", "rnn_padding", "rnn_train_args"]
@@ -81,9 +81,9 @@ def rnn_train_args(args: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def rnn_shipped(name: str, quality: int = 0) -> Path:
-    """``imgcomp/weights/<name>.safetensors`` (one model serves every iteration count)."""
-    path = WEIGHTS_DIR / f"{name}.safetensors"
-    if not path.exists():
+    """``imgcomp/weights/<name>.imgw`` or ``.safetensors``: one model, every iteration count."""
+    path = shipped_file(name, WEIGHTS_DIR)
+    if path is None:
         raise ImgcompError(
             f"no shipped weights for {name}; train some with `imgcomp train --family rnn` and "
             "pass checkpoint=..., or pretrained=False for random weights (timing only)"
