@@ -449,6 +449,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             device=args.device,
             amp=args.amp,
             channels_last=not args.no_channels_last,
+            compile=args.compile,
             checkpoint_every=args.checkpoint_every,
             log_every=args.log_every,
             num_threads=args.num_threads,
@@ -654,6 +655,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--amp", action="store_true", help="bf16 autocast for the transforms (CUDA, AMX CPUs)"
     )
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW layout on CUDA")
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the family's transforms (Ballé; about 1.2x faster on a 2-core CPU)",
+    )
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="STEPS")
     p.add_argument("--log-every", type=int, default=100, metavar="STEPS")
     p.add_argument("--num-threads", type=int, default=None, help="torch CPU threads")

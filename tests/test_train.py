@@ -237,6 +237,18 @@ def test_log_lines(data_dir: Path, tmp_path: Path) -> None:
     assert TrainConfig(steps=100).lr_at(90) == pytest.approx(1e-5)
 
 
+def test_compiled_training_matches_eager_and_keeps_the_checkpoint_layout(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    eager = _model_state(train(_config(data_dir, tmp_path / "eager", steps=2)))
+    compiled = _model_state(train(_config(data_dir, tmp_path / "compiled", steps=2, compile=True)))
+    assert compiled.keys() == eager.keys()  # in-place compile: no _orig_mod prefixes
+    for k in eager:  # the same computation up to kernel fusion's rounding
+        torch.testing.assert_close(compiled[k], eager[k], rtol=1e-3, atol=1e-4, msg=k)
+    with pytest.raises(ValueError, match="declares no modules to compile"):
+        TrainConfig(family="rnn", compile=True)
+
+
 def test_cosine_schedule_with_warmup_fits_the_step_budget() -> None:
     cfg = TrainConfig(steps=1000, lr=1e-4, lr_schedule="cosine", warmup_steps=100)
     assert cfg.lr_at(0) == pytest.approx(1e-6)  # warm-up: linear from lr / warmup_steps

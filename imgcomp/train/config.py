@@ -43,6 +43,7 @@ RESUME_FREE_FIELDS: frozenset[str] = frozenset(
         "out",
         "device",
         "channels_last",
+        "compile",
         "checkpoint_every",
         "log_every",
         "num_threads",
@@ -70,6 +71,9 @@ class TrainFamily:
     arguments an export's metadata gives at its top level, where the family wrote them before
     the ``config`` did (Ballé: ``arch``, ``N``, ``M``); None (or a hook returning None): the
     arguments are the ``config``'s ``model``.
+
+    ``compile_modules`` names the submodules ``torch.compile`` pays off on (``--compile``;
+    Ballé: its four transforms); empty: the family has none measured, and ``--compile`` refuses.
     """
 
     name: str
@@ -82,6 +86,7 @@ class TrainFamily:
     example: Mapping[str, Any] = field(default_factory=dict)
     half_float32: tuple[type[nn.Module], ...] = ()
     metadata_args: Callable[[Mapping[str, str]], dict[str, Any] | None] | None = None
+    compile_modules: tuple[str, ...] = ()
 
 
 #: Training defaults of every family (a family's ``TrainFamily.defaults`` override them).
@@ -146,7 +151,8 @@ class TrainConfig:
     ``warm_start`` names weights (an export or a training checkpoint) a new run starts from, with
     fresh optimisers (the original HiFiC's ``warmstart``; also how a run continues in a session
     that lacks its run directory); an adversary absent from them starts fresh.
-    ``channels_last`` and ``amp`` (bf16 autocast, rate terms kept in float32) apply on CUDA.
+    ``channels_last`` and ``amp`` (bf16 autocast, rate terms kept in float32) apply on CUDA;
+    ``compile`` runs the family's ``compile_modules`` through ``torch.compile`` (CPU or CUDA).
     """
 
     family: str = "balle"
@@ -172,6 +178,7 @@ class TrainConfig:
     device: str = "cpu"
     amp: bool = False
     channels_last: bool = True
+    compile: bool = False
     checkpoint_every: int = 1000
     log_every: int = 100
     num_threads: int | None = None
@@ -190,6 +197,8 @@ class TrainConfig:
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         self.model = family.normalize(self.model)
+        if self.compile is True and not family.compile_modules:
+            raise ValueError(f"compile: the {self.family} family declares no modules to compile")
         if not isinstance(self.objective, str):
             raise ValueError(f"objective must be a name, got {self.objective!r}")
         self.objective_args = objective_args(make_objective(self.objective, self.objective_args))
@@ -229,7 +238,7 @@ class TrainConfig:
             check_float("max_seconds", self.max_seconds, low=0.0)
         if self.stop_at is not None:
             _check_int("stop_at", self.stop_at, 1)
-        for name in ("amp", "channels_last", "progress"):
+        for name in ("amp", "channels_last", "compile", "progress"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.warm_start is not None:

@@ -32,7 +32,7 @@ from imgcomp.train.checkpoint import (
     read_checkpoint,
     write_checkpoint,
 )
-from imgcomp.train.config import TrainConfig, resume_mismatches
+from imgcomp.train.config import TrainConfig, resume_mismatches, train_families
 from imgcomp.train.data import PatchSampler, step_seed
 from imgcomp.train.export import read_weight_tensors
 from imgcomp.trainsets import load_training_set
@@ -87,6 +87,9 @@ def train(config: TrainConfig) -> Path:
             model.to(memory_format=torch.channels_last)
         if state is None and config.warm_start is not None:
             warm_start(model, config.warm_start)
+        if config.compile:
+            for name in train_families()[config.family].compile_modules:
+                model.get_submodule(name).compile()  # in place: the state_dict keys stay
         objective = config.make_objective()
         opts = objectives.make_optimizers(model, config.lr, config.aux_lr, fused=cuda or None)
         if state is not None:

@@ -149,6 +149,7 @@ BALLE_TRAINING = TrainFamily(
     example={"arch": "mbt2018-mean", "N": 8, "M": 12},
     half_float32=(FactorizedDensity, GaussianConditional),
     metadata_args=balle_metadata_args,
+    compile_modules=("g_a", "g_s", "h_a", "h_s"),
 )
 
 #: The Ballé family (registered by :mod:`imgcomp.families.balle`).
