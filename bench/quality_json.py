@@ -3,9 +3,10 @@
 The file (``"format": "imgcomp-quality"``) holds the machine (CPU model, torch threads and
 version), the commit, the UTC date, the run's options (matrix, dataset, images, ...) and per
 case id: codec, base case, setting, ops, the means over images (bpp, bytes, psnr, ssim, ms_ssim,
-encode_s, decode_s), the per-image values and the baseline comparison (baseline SSIM / bpp and
-the gate's verdict). Written by the controller at the end of the run; the terminal tables stay
-as they were.
+encode_s, decode_s), the per-image values, the baseline comparison (baseline SSIM / bpp and
+the gate's verdict) and the peak memory (``memory``: ``peak_encode_mib``, ``peak_decode_mib``
+above the worker's RSS, null where not measurable, on ``memory_image``; :mod:`bench.memory`).
+Written by the controller at the end of the run; the terminal tables stay as they were.
 
 Beside it, for the report's visual comparison, each case's crop of the run's first image: the
 decoded pixels as PNG, ``crops/<the file's stem>/<case>.png``, and the original's crop once per
@@ -45,6 +46,8 @@ OPTIONS = ("matrix", "dataset", "images", "train_data", "device", "case", "verif
 #: The crops' side in pixels, the grid their position is chosen on, and their folder beside the
 #: JSON file (``crops/<stem>/``).
 CROP, CROP_STEP, CROPS_DIR = 128, 16, "crops"
+#: A case's peak memory keys (:mod:`bench.memory`), the file's ``memory`` entry.
+MEMORY_KEYS = ("peak_encode_mib", "peak_decode_mib", "memory_image")
 
 
 def commit_info(cwd: Path) -> dict[str, Any]:
@@ -117,7 +120,16 @@ def case_entry(summary: Mapping[str, Any], per_image: Sequence[Mapping[str, Any]
             "bpp": summary.get("baseline_bpp"),
             "gate": summary.get("gate"),
         },
+        **_memory(summary),
     }
+
+
+def _memory(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The case's peak memory as the file holds it (``memory``: peak encode / decode MiB, None
+    where not measurable, and the image measured); nothing for a summary without it."""
+    if not any(key in summary for key in MEMORY_KEYS):
+        return {}
+    return {"memory": {key: summary.get(key) for key in MEMORY_KEYS}}
 
 
 def payload(

@@ -3,7 +3,8 @@
 One benchmark round codes each of the first ``--timing-images`` images once (4 by default, all
 with ``--timing-images all``); ``extra_info`` carries the number of images timed and the case's
 quality over every selected image (mean ssim, psnr, ms_ssim, bpp, bytes) so a saved run holds
-speed and quality side by side.
+speed and quality side by side, and its peak encode and decode memory on the first timed image
+(``peak_encode_mib``, ``peak_decode_mib``, ``memory_image``; :mod:`bench.memory`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from bench.cases import Case
+from bench.memory import case_peaks
 from imgcomp.evaluate import summarize
 
 _PROFILES: dict[str, dict] = {}
@@ -46,6 +48,7 @@ def _prepare(case: Case, benchmark, codec, case_results, timed, direction: str) 
     )
     if hasattr(codec, "model"):
         benchmark.extra_info.update(_model_size(case, codec, timed[0][1].shape[:2]))
+    benchmark.extra_info.update(case_peaks(case, codec, timed))
 
 
 @pytest.mark.latency

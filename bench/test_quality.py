@@ -1,20 +1,30 @@
-"""Quality gate: every case, every image, through real bytes, against its committed baseline."""
+"""Quality gate: every case, every image, through real bytes, against its committed baseline;
+each case's summary also carries its peak encode / decode memory (:mod:`bench.memory`)."""
 
 from __future__ import annotations
 
 import pytest
 
 from bench.cases import Case
+from bench.memory import case_peaks
 from imgcomp.baselines import BaselineError
 from imgcomp.evaluate import summarize
 
 
 @pytest.mark.quality
 def test_quality(
-    case: Case, case_results, case_crops, baseline_store, pytestconfig, record_property
+    case: Case,
+    case_results,
+    case_crops,
+    baseline_store,
+    pytestconfig,
+    record_property,
+    codec_for,
+    bench_images,
 ) -> None:
     results = case_results(case)
     summary = {"case": case.id, "images": len(results), **summarize(results)}
+    summary.update(case_peaks(case, codec_for(case), bench_images))  # the study table's memory
     record_property("imgcomp_images", {"case": case.id, "images": [r.as_dict() for r in results]})
     record_property("imgcomp_crop", case_crops.record(case.id))
     if pytestconfig.getoption("--update-baselines"):

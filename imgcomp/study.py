@@ -38,6 +38,7 @@ from imgcomp.codecs.base import Codec
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError, UnknownCodecError
 from imgcomp.evaluate import ImageResult, RoundTripError, evaluate_image, summarize
+from imgcomp.memory import format_mib
 from imgcomp.ops.config import (
     BALLE_COMPONENTS,
     L1Prune,
@@ -469,7 +470,9 @@ class StudyRow:
     ``imgcomp.profile(codec).total`` (None when unknown, e.g. for rows rebuilt from benchmark
     summaries). ``encode_s`` / ``decode_s`` are sums over the images of each call's median over
     the timed rounds; ``encode_rounds`` / ``decode_rounds`` hold each round's sum over the
-    images (None when the row has no per-round times).
+    images (None when the row has no per-round times). ``peak_encode_mib`` / ``peak_decode_mib``:
+    the memory one encode / decode needed above its process's (:mod:`imgcomp.memory`, the
+    benchmark's measurement on its first image), None where not measured.
     """
 
     label: str
@@ -490,6 +493,8 @@ class StudyRow:
     macs: int | None = None
     encode_rounds: list[float] | None = None
     decode_rounds: list[float] | None = None
+    peak_encode_mib: float | None = None
+    peak_decode_mib: float | None = None
     family: str = field(default=DEFAULT_FAMILY, kw_only=True)
 
     def ratio(self, component: str) -> float:
@@ -777,8 +782,9 @@ def _sizes(size: ComponentProfile | None) -> dict[str, int]:
 def row_from_summary(
     config: StudyConfig, summary: Mapping[str, Any], size: ComponentProfile | None = None
 ) -> StudyRow:
-    """A row from a benchmark summary (``summarize`` means plus ``images``): times become sums;
-    ``size``: the model's total profile (parameters, non-zeros, serialized bytes, MACs)."""
+    """A row from a benchmark summary (``summarize`` means plus ``images``, and the peak
+    memory where measured): times become sums; ``size``: the model's total profile
+    (parameters, non-zeros, serialized bytes, MACs)."""
     n = int(summary["images"])
     return _row(
         config,
@@ -789,6 +795,8 @@ def row_from_summary(
         psnr=summary["psnr"],
         bpp=summary["bpp"],
         avg_bytes=summary["bytes"],
+        peak_encode_mib=summary.get("peak_encode_mib"),
+        peak_decode_mib=summary.get("peak_decode_mib"),
         **_sizes(size),
     )
 
@@ -856,7 +864,8 @@ def format_study_table(rows: Sequence[StudyRow], style: str = "text", columns: s
     family's table components (and any other component a row prunes), titled by each
     component's display name. Decode speedups are against the first row, shown only when that
     row is the unmodified model (no pruning, no quantization), with the lowest and highest
-    per-round ratio in brackets when the rows have several timed rounds. markdown and tsv use
+    per-round ratio in brackets when the rows have several timed rounds; the peak decode memory
+    when some row has it (``n/a`` for the others). markdown and tsv use
     the study's column titles; text uses short ones (under 120 columns). ``columns="study"``:
     the original study's columns only (ratios, total inference time, SSIM, average size; the
     RNN's Table 1: Encoder / Decoder pruning ratio, Total inference time, SSIM, Avg. compressed
@@ -884,6 +893,9 @@ def format_study_table(rows: Sequence[StudyRow], style: str = "text", columns: s
         shown = [c for c in shown if c[0] not in ("Method", "Quantization", "bpp")]
     elif not (base.pruned or base.quant):
         shown.append(("Decode speedup", "decode speedup", lambda r: _speedup(base, r)))
+    if not study and any(r.peak_decode_mib is not None for r in rows):
+        memory = ("Peak decode memory (MiB)", "dec MiB")
+        shown.append((*memory, lambda r: format_mib(r.peak_decode_mib)))
     if not study and all(r.nonzero_parameters is not None for r in rows):
         shown.append(("Non-zero params", "non-zeros", lambda r: _millions(r.nonzero_parameters)))
     heads = [short if style == "text" else title for title, short, _ in shown]

@@ -18,7 +18,8 @@ from imgcomp.fuzz.mutate import mutate
 from imgcomp.fuzz.persistent import DEFAULT_RECYCLE, decode_persistent
 from imgcomp.fuzz.report import FAILURES, CampaignReport, _save, _summarize
 from imgcomp.fuzz.target import DECODE_PATHS, Target
-from imgcomp.fuzz.worker import _decode_all, _Item, _rss
+from imgcomp.fuzz.worker import _decode_all, _Item
+from imgcomp.memory import rss
 from imgcomp.registry import list_codecs
 
 __all__ = ["DECODE_PATHS", "Target", "run_campaign"]
@@ -62,7 +63,7 @@ def run_campaign(
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "reproducers.jsonl").write_text("")
-    report = CampaignReport(seed, time_limit_s, memory_limit_bytes, _rss(), [], [], [])
+    report = CampaignReport(seed, time_limit_s, memory_limit_bytes, rss(), [], [], [])
     for target, decode in zip(targets, decoders, strict=True):
         start = time.perf_counter()
         own = _header(target.stream)

@@ -27,7 +27,6 @@ from typing import Any
 from imgcomp.fuzz.report import FAILURES, MutantResult
 from imgcomp.fuzz.worker import (
     _STDERR_KEEP,
-    _address_space,
     _decode_all,
     _decode_message,
     _ended,
@@ -37,8 +36,8 @@ from imgcomp.fuzz.worker import (
     _message,
     _setup_child,
     _write_all,
-    fork_worker,
 )
+from imgcomp.memory import address_space, fork_worker, peak_rss, reset_peak_rss
 
 __all__ = ["DEFAULT_RECYCLE", "decode_persistent"]
 
@@ -244,12 +243,12 @@ def _serve(
 ) -> None:
     """Decode mutants from ``cmd_r`` until it closes, answering each on ``res_w``."""
     _setup_child(err_w, in_r, memory_limit_bytes)
-    start_size = _address_space()
+    start_size = address_space()
     while (data := _read_frame(cmd_r)) is not None:
-        _reset_peak_rss()
+        reset_peak_rss()
         message = _decode_message(decode, data)
-        message["peak_rss"] = _peak_rss()
-        message["recycle"] = _address_space() - start_size > memory_limit_bytes // 4
+        message["peak_rss"] = peak_rss()
+        message["recycle"] = address_space() - start_size > memory_limit_bytes // 4
         payload = json.dumps(message).encode()
         _write_all(res_w, _LENGTH.pack(len(payload)) + payload)
         if message["recycle"]:
@@ -273,21 +272,3 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
         parts.append(chunk)
         left -= len(chunk)
     return b"".join(parts)
-
-
-def _reset_peak_rss() -> None:
-    """Reset this process's RSS high-water mark to its RSS now (Linux >= 4.0; else a no-op)."""
-    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def _peak_rss() -> int:
-    """This process's RSS high-water mark (VmHWM) in bytes; 0 without /proc."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0

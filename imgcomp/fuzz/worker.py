@@ -36,6 +36,7 @@ from imgcomp.bitstream import read_header
 from imgcomp.errors import ImgcompError
 from imgcomp.fuzz.report import MutantResult
 from imgcomp.fuzz.target import Target
+from imgcomp.memory import address_space, fork_worker
 from imgcomp.registry import list_codecs
 
 __all__ = ["classify_exception", "decode_in_worker"]
@@ -182,27 +183,6 @@ def _spawn(
     return _Worker(pid, item, start, start + time_limit_s, res_r, err_r, in_w, {res_r, err_r})
 
 
-def fork_worker(
-    run: Callable[[], None], child_closes: Iterable[int], parent_closes: Iterable[int]
-) -> int:
-    """Fork a worker in its own process group that closes ``child_closes`` and calls ``run``
-    (which must end the process; exit status 70 if it returns or raises); the parent closes
-    ``parent_closes`` (the worker's ends of the pipes) and gets the pid."""
-    pid = os.fork()
-    if pid == 0:  # the worker: never returns into the caller's code
-        try:
-            for fd in child_closes:
-                os.close(fd)
-            run()
-        finally:
-            os._exit(70)
-    for fd in parent_closes:
-        os.close(fd)
-    with contextlib.suppress(OSError):  # the worker does it too: whichever runs first wins
-        os.setpgid(pid, pid)
-    return pid
-
-
 def _reap(label: str, worker: _Worker, time_limit_s: float, kill: bool) -> MutantResult:
     """Wait for (or kill) a worker, close its pipes and turn what it left into a result."""
     if kill:
@@ -307,7 +287,7 @@ def _setup_child(err_w: int, in_r: int, memory_limit_bytes: int) -> None:
     faulthandler.enable(file=2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = _address_space() + memory_limit_bytes
+    limit = address_space() + memory_limit_bytes
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
@@ -377,22 +357,3 @@ def _spot(frame: traceback.FrameSummary) -> str:
 def _type_name(exc: BaseException) -> str:
     cls = type(exc)
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__name__}"
-
-
-def _address_space() -> int:
-    """This process's virtual size in bytes (0 where /proc is missing)."""
-    return _statm(0)
-
-
-def _rss() -> int:
-    """This process's resident size in bytes (0 where /proc is missing)."""
-    return _statm(1)
-
-
-def _statm(field: int) -> int:
-    """Field ``field`` of /proc/self/statm (0: size, 1: resident) in bytes; 0 without /proc."""
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[field]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0

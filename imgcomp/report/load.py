@@ -100,7 +100,9 @@ def run_label(commit: str | None, dirty: bool, when: datetime) -> str:
 
 @dataclass(frozen=True)
 class QualityCase:
-    """One case of a quality results file: means, per-image values, the baseline comparison."""
+    """One case of a quality results file: means, per-image values, the baseline comparison
+    and the peak memory (``peak_encode_mib``, ``peak_decode_mib``, ``memory_image``; None in
+    files written before it was measured)."""
 
     case_id: str
     base: str
@@ -111,6 +113,7 @@ class QualityCase:
     mean: Mapping[str, float]
     per_image: tuple[Mapping[str, Any], ...] = ()
     baseline: Mapping[str, Any] | None = None
+    memory: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -356,6 +359,7 @@ def _quality_run(path: Path, data: Mapping[str, Any]) -> QualityRun:
             mean={k: float(v) for k, v in c["mean"].items() if _number(v)},
             per_image=tuple(c.get("per_image") or ()),
             baseline=c.get("baseline"),
+            memory=c["memory"] if isinstance(c.get("memory"), dict) else None,
         )
     return QualityRun(
         path=path,

@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from imgcomp.memory import format_mib
 from imgcomp.report.cases import UNMODIFIED
 from imgcomp.report.data import LatencyHistory, OpPoint, pareto, short_names
-from imgcomp.report.load import QualityRun, StudyResult
+from imgcomp.report.load import QualityCase, QualityRun, StudyResult
 
 __all__ = [
     "LATENCY_RUNS_SHOWN",
@@ -132,7 +133,10 @@ def frontier_table(base: str, sources: Mapping[str, Sequence[OpPoint]]) -> Table
 
 
 def quality_table(run: QualityRun) -> Table:
-    """The cases of one quality results file, as the suite's quality table prints them."""
+    """The cases of one quality results file, as the suite's quality table prints them, then
+    each case's peak encode and decode memory when the file has any (``n/a`` where not
+    measured)."""
+    memory = any(_peaks(c) != (None, None) for c in run.cases.values())
     rows = []
     for case_id in sorted(run.cases):
         c = run.cases[case_id]
@@ -145,16 +149,38 @@ def quality_table(run: QualityRun) -> Table:
                 "-" if b.get("ssim") is None else f"{b['ssim']:.4f}",
                 "-" if b.get("bpp") is None else f"{b['bpp']:.4f}",
                 str(b.get("gate") or "-"),
+                *((format_mib(v) for v in _peaks(c)) if memory else ()),
             ]
         )
     dataset = run.options.get("dataset", "?")
+    header = ["case", "n", "bpp", "PSNR", "SSIM", "MS-SSIM", "base SSIM", "base bpp", "gate"]
+    header += ["peak encode MiB", "peak decode MiB"] * memory
+    images = sorted({str(c.memory.get("memory_image")) for c in run.cases.values() if c.memory})
+    note = (
+        f"Peak memory: what one encode / decode of {', '.join(images) or 'the first image'} "
+        "needed above its worker's RSS (the kernel's high-water mark, imgcomp.memory)."
+        if memory
+        else ""
+    )
     return Table(
         f"Quality ({run.path.name}: {run.label}, dataset {dataset}, matrix "
         f"{run.options.get('matrix', '?')})",
-        ["case", "n", "bpp", "PSNR", "SSIM", "MS-SSIM", "base SSIM", "base bpp", "gate"],
+        header,
         rows,
-        numeric=set(range(1, 8)),
+        note,
+        numeric=set(range(1, 8)) | ({9, 10} if memory else set()),
     )
+
+
+def _peaks(case: QualityCase) -> tuple[float | None, float | None]:
+    """(peak encode MiB, peak decode MiB) of a case, None where the file has none."""
+    memory = case.memory or {}
+
+    def value(key: str) -> float | None:
+        v = memory.get(key)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    return value("peak_encode_mib"), value("peak_decode_mib")
 
 
 _QUALITY_FORMATS = (("bpp", ".4f"), ("psnr", ".2f"), ("ssim", ".4f"), ("ms_ssim", ".4f"))
@@ -204,7 +230,8 @@ def _speedup(base: Mapping[str, Any], row: Mapping[str, Any]) -> str:
 def study_table(study: StudyResult) -> Table:
     """A study file's rows as the study's table (its markdown column titles): ratios, method,
     quantization, total inference time, SSIM, average size, bpp, decode speed-up (when the
-    first row is the unmodified model), non-zero parameters (when every row has them)."""
+    first row is the unmodified model), peak decode memory (when some row has it), non-zero
+    parameters (when every row has them)."""
     rows = list(study.rows)
     first = rows[0] if rows else {}
     keys = list(first)
@@ -215,8 +242,10 @@ def study_table(study: StudyResult) -> Table:
     header += ["Method", "Quantization", "Total inference time (hh:mm:ss)", "SSIM"]
     header += ["Avg. compressed image size (B)", "bpp"]
     speedups = first.get("label") == UNMODIFIED
+    memory = any(r.get("peak_decode_mib") is not None for r in rows)
     nonzeros = bool(rows) and all(r.get("nonzero_parameters") is not None for r in rows)
-    header += ["Decode speedup"] * speedups + ["Non-zero params"] * nonzeros
+    header += ["Decode speedup"] * speedups + ["Peak decode memory (MiB)"] * memory
+    header += ["Non-zero params"] * nonzeros
     cells = []
     for r in rows:
         line = [f"{r.get(k, 0):g}" for k in ratio_keys]
@@ -224,7 +253,8 @@ def study_table(study: StudyResult) -> Table:
         line += [_hms(r.get("total_inference_s", 0.0)), f"{r.get('ssim', math.nan):.4f}"]
         line += [f"{r.get('avg_bytes', math.nan):.3f}", f"{r.get('bpp', math.nan):.4f}"]
         line += [_speedup(first, r)] * speedups
-        line += [f"{r['nonzero_parameters'] / 1e6:.3f}M"] * nonzeros
+        line += [format_mib(r.get("peak_decode_mib"))] * memory
+        line += [f"{r['nonzero_parameters'] / 1e6:.3f}M"] if nonzeros else []
         cells.append(line)
     params = ", ".join(f"{k}={v}" for k, v in sorted(study.params.items()))
     title = (
