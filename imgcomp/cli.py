@@ -312,6 +312,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
             progress=bars.quality,
             timing_progress=bars.timing,
             skip=skip,
+            memory=not args.no_memory,
         )
     if not rows:
         raise ImgcompError(
@@ -557,6 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
         "per image, truncated) instead of the grid",
     )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip each row's peak memory (measured on the first image, in a worker)",
+    )
     _add_train_data_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_study)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import product
@@ -38,7 +39,7 @@ from imgcomp.codecs.base import Codec
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError, UnknownCodecError
 from imgcomp.evaluate import ImageResult, RoundTripError, evaluate_image, summarize
-from imgcomp.memory import format_mib
+from imgcomp.memory import MemoryMeasureError, codec_peaks, format_mib
 from imgcomp.ops.config import (
     BALLE_COMPONENTS,
     L1Prune,
@@ -614,6 +615,7 @@ def run_study(
     progress: Callable[[StudyConfig, int, int], None] | None = None,
     timing_progress: Callable[[int, int], None] | None = None,
     skip: Callable[[StudyConfig, ImgcompError], None] | None = None,
+    memory: bool = True,
 ) -> list[StudyRow]:
     """Measure each configuration of ``codec`` over ``images`` through real bitstreams.
 
@@ -628,6 +630,10 @@ def run_study(
     spreads over all rows; per call the median over the rounds is kept, and each round's total
     per row too (the spread of the speed-ups). ``timing_progress(done, total)`` follows the
     rounds. Repeated encodes must give the quality pass's bytes (RoundTripError otherwise).
+
+    With ``memory``, each configuration's peak encode and decode memory is measured last, on the
+    first image (:func:`imgcomp.memory.codec_peaks`; a failed measurement warns, the row shows
+    ``n/a``).
 
     Configurations must be of the codec's family (:func:`get_grid` with ``family=codec.family``).
     ``skip(config, error)``: a configuration whose ops raise an ImgcompError (e.g. int8 of a
@@ -695,6 +701,7 @@ def run_study(
             if any(x != again[0] for x in again):
                 raise RoundTripError(f"{config.label}, {name}: repeated encodes gave other bytes")
         size = imgcomp.profile(variant).total if isinstance(variant, LearnedCodec) else None
+        peaks = _peaks(config, variant, images[0][1]) if memory else {}
         enc, dec = runs[f"{v}/encode"], runs[f"{v}/decode"]
         summary = summarize(quality[v])
         rows.append(
@@ -709,10 +716,22 @@ def run_study(
                 avg_bytes=summary["bytes"],
                 encode_rounds=[sum(t[r] for t in enc) for r in range(repeats)],
                 decode_rounds=[sum(t[r] for t in dec) for r in range(repeats)],
+                **peaks,
                 **_sizes(size),
             )
         )
     return rows
+
+
+def _peaks(config: StudyConfig, codec: Codec, img: np.ndarray) -> dict[str, float]:
+    """The row's peak memory fields (``peak_encode_mib``, ``peak_decode_mib``); {} where they
+    cannot be measured (a warning says why when the worker failed)."""
+    try:
+        peaks = codec_peaks(codec, img, warmup=False)  # the timing rounds ran it already
+    except MemoryMeasureError as exc:
+        warnings.warn(f"{config.label}: peak memory not measured: {exc}", stacklevel=3)
+        return {}
+    return {} if peaks is None else peaks.as_dict()
 
 
 class StudyProgress:

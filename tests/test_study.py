@@ -71,7 +71,7 @@ def study(tiny):
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return run_study(tiny, STUDY_GRID, _images())
+        return run_study(tiny, STUDY_GRID, _images(), memory=False)
     finally:
         torch.set_num_threads(old)
 
@@ -141,6 +141,18 @@ def test_times_and_sizes(study) -> None:
     for row in study[1:]:  # L1 pruning zeroes weights: fewer non-zeros, same count
         assert row.nonzero_parameters < study[0].nonzero_parameters
     assert study[-1].nonzero_parameters == min(r.nonzero_parameters for r in study)
+
+
+def test_rows_carry_peak_memory_unless_asked_not_to(tiny) -> None:
+    from imgcomp.memory import supported
+
+    rows = run_study(tiny, STUDY_GRID[:2], _images()[:1], repeats=1, warmup=0)
+    if supported():
+        assert all(r.peak_decode_mib is not None and r.peak_decode_mib >= 0 for r in rows)
+        assert all(r.peak_encode_mib is not None for r in rows)
+        assert "dec MiB" in format_study_table(rows)
+    off = run_study(tiny, STUDY_GRID[:1], _images()[:1], repeats=1, warmup=0, memory=False)
+    assert off[0].peak_decode_mib is None and "dec MiB" not in format_study_table(off)
 
 
 def test_repeats_keep_the_results(tiny) -> None:
@@ -401,7 +413,12 @@ def test_cli_study(tmp_path: Path, capsys) -> None:
     assert lines[0].startswith("# ") and "1 images, grid study" in lines[0]
     assert "median of 2 interleaved rounds" in lines[0]
     assert lines[1].split("\t")[:3] == list(HEADERS[:3]) and len(lines) == 1 + 1 + 8 + 1
-    assert re.fullmatch(r"\d+\.\d\dx \(\d+\.\d\d-\d+\.\d\d\)", lines[3].split("\t")[-2])
+    head = lines[1].split("\t")
+    speedup = lines[3].split("\t")[head.index("Decode speedup")]
+    assert re.fullmatch(r"\d+\.\d\dx \(\d+\.\d\d-\d+\.\d\d\)", speedup)
+    if "Peak decode memory (MiB)" in head:  # measured where the platform allows (Linux)
+        memory = lines[3].split("\t")[head.index("Peak decode memory (MiB)")]
+        assert memory.isdigit(), memory
     payload = json.loads(out.read_text())
     assert payload["grid"] == "study" and payload["images"] == ["noisy"]
     assert payload["repeats"] == 2 and "interleaved" in payload["timing"]
@@ -466,7 +483,9 @@ def rnn_study(rnn):
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return run_study(rnn, get_grid("study", family="rnn"), _images(), repeats=1, warmup=0)
+        return run_study(
+            rnn, get_grid("study", family="rnn"), _images(), repeats=1, warmup=0, memory=False
+        )
     finally:
         torch.set_num_threads(old)
 
