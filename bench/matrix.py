@@ -75,6 +75,22 @@ def default_base() -> Case:
     return base
 
 
+def default_variants(*ops: str) -> dict[str, Case]:
+    """``{"float32": default_base(), op: its variant}`` for each of ``ops``: ``"structured"``
+    (the matrix's structured pruning) or a quantization mode (``"int8"``): what the side-by-side
+    targets compare."""
+    base = default_base()
+    quant = {spec.tag: spec for spec in QUANTIZATIONS}
+    variants = {"float32": base}
+    for op in ops:
+        variants[op] = (
+            op_case(base, STRUCTURED, None)
+            if op == "structured"
+            else op_case(base, None, quant[op])
+        )
+    return variants
+
+
 #: Ops CI runs on every push (with the base they apply to).
 QUICK = {"enc0.3,dec0.3,ent0.3:structured/quant=none", "none/quant=int8", "none/quant=bf16"}
 #: The same for the other families' bases (by base id).

@@ -18,8 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.cases import Case
-from bench.matrix import QUANTIZATIONS, STRUCTURED, default_base, op_case
+from bench.matrix import default_variants
 from imgcomp.memory import CodecPeaks, codec_peaks, supported
 
 #: Ops that must decode in less peak memory than the float32 model.
@@ -39,17 +38,7 @@ TILE = 3
 pytestmark = pytest.mark.quick
 
 
-def _variants() -> dict[str, Case]:
-    base = default_base()
-    quant = {spec.tag: spec for spec in QUANTIZATIONS}
-    return {
-        "float32": base,
-        "structured": op_case(base, STRUCTURED, None),
-        "int8": op_case(base, None, quant["int8"]),
-    }
-
-
-VARIANTS = _variants()
+VARIANTS = default_variants("structured", "int8")
 
 
 @pytest.fixture(scope="module")

@@ -42,8 +42,7 @@ import os
 
 import pytest
 
-from bench.cases import Case
-from bench.matrix import QUANTIZATIONS, STRUCTURED, default_base, op_case
+from bench.matrix import default_variants
 from imgcomp.evaluate import summarize
 from imgcomp.hardware import (
     CAPABILITY_NEEDED,
@@ -75,19 +74,7 @@ ROUNDS = 7
 pytestmark = pytest.mark.quick
 
 
-def _variants() -> dict[str, Case]:
-    base = default_base()
-    quant = {spec.tag: spec for spec in QUANTIZATIONS}
-    return {
-        "float32": base,
-        "structured": op_case(base, STRUCTURED, None),
-        "bf16": op_case(base, None, quant["bf16"]),
-        "int8": op_case(base, None, quant["int8"]),
-        "w8": op_case(base, None, quant["w8"]),
-    }
-
-
-VARIANTS = _variants()
+VARIANTS = default_variants("structured", "bf16", "int8", "w8")
 
 
 @pytest.fixture(scope="module")
