@@ -290,6 +290,9 @@ def test_quant_units_are_checked() -> None:
     with pytest.raises(ValueError, match="lie in no quantization unit"):
         _toy_spec(int8_units=("prior",))
     assert BALLE.int8_units == ("g_a", "g_s", "h_a", "h_s")
+    with pytest.raises(ValueError, match="coding components"):
+        _toy_spec(coding_components=("hyper",))
+    assert BALLE.coding_components == ("entropy",)  # the ONNX backend runs h_a / h_s on 1 thread
 
 
 # -- the toy family with every declaration: int8, channel groups, MACs, training, study ----------

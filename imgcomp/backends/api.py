@@ -38,9 +38,6 @@ __all__ = ["BACKEND_OP", "backend_of", "to_backend"]
 
 #: The prefix of a backend's op record (``backend=onnxruntime:int8:encoder+decoder+entropy``).
 BACKEND_OP = "backend="
-#: Components whose transforms must give encoder and decoder identical outputs: their sessions
-#: run on one thread (Ballé: the hyper transforms, whose output picks the coding tables).
-_ONE_THREAD = ("entropy",)
 #: Side of the synthetic image the float export traces on (a multiple of every padding).
 _EXAMPLE_SIDE = 64
 
@@ -115,7 +112,9 @@ def to_backend(
         raise ImgcompError(f"the {family.name} family declares no transforms to export")
     _check_float(codec, units)
     quantized = set(selected_transforms(model, chosen)) if int8 else set()
-    one_thread = set(selected_transforms(model, [c for c in _ONE_THREAD if c in known]))
+    # transforms whose outputs pick the coding tables run on one thread (the family declares)
+    coding = [c for c in family.coding_components if c in known]
+    one_thread = set(selected_transforms(model, coding)) if coding else set()
     examples = _first_inputs(capture_inputs(model, units, [_example_image()]))
     seen: dict[str, list[Tensor]] = {}
     reduce_range = False

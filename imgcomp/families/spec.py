@@ -220,6 +220,10 @@ class FamilySpec:
         Callable[[nn.Module, Callable[[str, nn.Module], tuple[int, int]], Mapping[str, Any]], None]
         | None
     ) = None
+    #: the components whose outputs choose the entropy coder's tables, so that encoder and
+    #: decoder must compute them bit for bit alike: another runtime (the ONNX backend) runs
+    #: their transforms on one thread, as the torch path does (Ballé: the hyper transforms)
+    coding_components: tuple[str, ...] = ()
     #: a small seeded codec of the family: ``(codec name, params of create_codec)`` (what the
     #: family contract tests and smoke runs build; seconds on a CPU)
     example: tuple[str, Mapping[str, Any]] | None = None
@@ -259,6 +263,8 @@ class FamilySpec:
         loaders = sorted(set(self.checkpoint_loaders) - set(self.checkpoint_formats))
         if loaders:
             raise ValueError(f"checkpoint loaders of {loaders}, which are no checkpoint formats")
+        if not set(self.coding_components) <= set(self.components):
+            raise ValueError(f"coding components {self.coding_components} are no components")
         for notes in (self.quant_notes, self.macs_notes):
             if not set(notes) <= set(self.components):
                 raise ValueError(f"notes of {sorted(set(notes) - set(self.components))}")

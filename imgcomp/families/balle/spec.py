@@ -182,6 +182,7 @@ BALLE = FamilySpec(
     layer_width=layer_width,
     rebuild=balle_rebuild,
     resize_saved=resize_saved,
+    coding_components=("entropy",),
     example=("mean-scale-hyperprior", {"pretrained": False, "N": 8, "M": 12}),
     objectives={"rd": RateDistortion},
 )
