@@ -38,6 +38,7 @@ def test_compare_gives_signed_margins_and_a_table() -> None:
     assert row["webp_psnr_margin"] == pytest.approx(1.0)  # learned above the anchor
     assert row["webp_ssim_margin"] == pytest.approx(-0.01)  # learned below
     table = format_comparison([row], ["webp"])
+    assert "| WebP PSNR / SSIM / MS-SSIM |" in table.splitlines()[0]
     assert "| model-q3 | 0.3000 | 29.00 | 0.7400 | 0.9300 | 28.00 / 0.7500 / 0.9250 |" in table
 
 
