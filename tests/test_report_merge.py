@@ -484,7 +484,12 @@ def test_real_report_of_the_shards_equals_the_unsharded_one(real_runs) -> None:
     expected = {k: v for k, v in report_data(whole)["figures"].items() if k.startswith("rd_")}
     assert quality and _runs_normalised(quality) == _runs_normalised(expected)
     w, p = whole.tables["quality"], parts.tables["quality"]
-    assert p.rows == w.rows and p.header == w.header and len(p.rows) == 3
+    assert p.header == w.header and len(p.rows) == 3
+    # peak memory is measured, not computed: two real runs differ by a MiB or so
+    measured = {i for i, h in enumerate(w.header) if h.endswith(" MiB")}
+    assert [[c for i, c in enumerate(r) if i not in measured] for r in p.rows] == [
+        [c for i, c in enumerate(r) if i not in measured] for r in w.rows
+    ]
     assert len(parts.runs) == len(whole.runs) == 1
     assert [r[0] for r in parts.tables["latency"].rows] == [
         r[0] for r in whole.tables["latency"].rows
