@@ -11,11 +11,10 @@ failed (with a warning), which the tables show as ``n/a``.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from bench.case import Case
-from imgcomp.memory import MemoryMeasureError, codec_peaks
+from imgcomp.memory import peak_fields
 
 __all__ = ["KEYS", "TIMEOUT_S", "case_peaks"]
 
@@ -34,13 +33,6 @@ def case_peaks(case: Case, codec: Any, images: list[tuple[str, Any]]) -> dict[st
     name, img = images[0]
     key = (case.id, id(codec))
     if key not in _PEAKS:
-        values: dict[str, Any] = {"peak_encode_mib": None, "peak_decode_mib": None}
-        try:
-            peaks = codec_peaks(codec, img, warmup=False, timeout_s=TIMEOUT_S)  # warm already
-        except MemoryMeasureError as exc:
-            warnings.warn(f"{case.id}: peak memory not measured: {exc}", stacklevel=2)
-            peaks = None
-        if peaks is not None:
-            values.update(peaks.as_dict())
-        _PEAKS[key] = {**values, "memory_image": name}
+        peaks = peak_fields(case.id, codec, img, timeout_s=TIMEOUT_S)  # run already: no warm-up
+        _PEAKS[key] = {**peaks, "memory_image": name}
     return dict(_PEAKS[key])

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.memory import KEYS as MEMORY_KEYS
 from imgcomp.fsutil import atomic_write_bytes, atomic_write_text
 from imgcomp.report.cases import split_base, split_case_id, split_ops
 
@@ -46,8 +47,6 @@ OPTIONS = ("matrix", "dataset", "images", "train_data", "device", "case", "verif
 #: The crops' side in pixels, the grid their position is chosen on, and their folder beside the
 #: JSON file (``crops/<stem>/``).
 CROP, CROP_STEP, CROPS_DIR = 128, 16, "crops"
-#: A case's peak memory keys (:mod:`bench.memory`), the file's ``memory`` entry.
-MEMORY_KEYS = ("peak_encode_mib", "peak_decode_mib", "memory_image")
 
 
 def commit_info(cwd: Path) -> dict[str, Any]:

@@ -45,6 +45,7 @@ __all__ = [
     "fork_worker",
     "format_mib",
     "measure_peak",
+    "peak_fields",
     "peak_rss",
     "reset_peak_rss",
     "rss",
@@ -247,6 +248,22 @@ def codec_peaks(
     if decode is None:
         return None
     return CodecPeaks(PeakMemory(encode.baseline_bytes, encode.peak_bytes), decode)
+
+
+def peak_fields(
+    label: str, codec: Any, img: Any, *, timeout_s: float = 600.0
+) -> dict[str, float | None]:
+    """``peak_encode_mib`` / ``peak_decode_mib`` of a codec that has run already (no warm-up),
+    as tables and benchmarks record them: None where unsupported, and where the worker failed,
+    with a warning naming ``label`` instead of an error."""
+    try:
+        peaks = codec_peaks(codec, img, warmup=False, timeout_s=timeout_s)
+    except MemoryMeasureError as exc:
+        warnings.warn(f"{label}: peak memory not measured: {exc}", stacklevel=2)
+        peaks = None
+    if peaks is None:
+        return {"peak_encode_mib": None, "peak_decode_mib": None}
+    return peaks.as_dict()
 
 
 def _worker(call: Callable[[], Any], write_fd: int, keep_result: bool) -> None:

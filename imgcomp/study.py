@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 import re
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from itertools import product
@@ -39,7 +38,7 @@ from imgcomp.codecs.base import Codec
 from imgcomp.codecs.learned import LearnedCodec
 from imgcomp.errors import ImgcompError, UnknownCodecError
 from imgcomp.evaluate import ImageResult, RoundTripError, evaluate_image, summarize
-from imgcomp.memory import MemoryMeasureError, codec_peaks, format_mib
+from imgcomp.memory import format_mib, peak_fields
 from imgcomp.ops.config import (
     BALLE_COMPONENTS,
     L1Prune,
@@ -701,7 +700,8 @@ def run_study(
             if any(x != again[0] for x in again):
                 raise RoundTripError(f"{config.label}, {name}: repeated encodes gave other bytes")
         size = imgcomp.profile(variant).total if isinstance(variant, LearnedCodec) else None
-        peaks = _peaks(config, variant, images[0][1]) if memory else {}
+        # the timing rounds ran the codec already: no warm-up
+        peaks = peak_fields(config.label, variant, images[0][1]) if memory else {}
         enc, dec = runs[f"{v}/encode"], runs[f"{v}/decode"]
         summary = summarize(quality[v])
         rows.append(
@@ -721,17 +721,6 @@ def run_study(
             )
         )
     return rows
-
-
-def _peaks(config: StudyConfig, codec: Codec, img: np.ndarray) -> dict[str, float]:
-    """The row's peak memory fields (``peak_encode_mib``, ``peak_decode_mib``); {} where they
-    cannot be measured (a warning says why when the worker failed)."""
-    try:
-        peaks = codec_peaks(codec, img, warmup=False)  # the timing rounds ran it already
-    except MemoryMeasureError as exc:
-        warnings.warn(f"{config.label}: peak memory not measured: {exc}", stacklevel=3)
-        return {}
-    return {} if peaks is None else peaks.as_dict()
 
 
 class StudyProgress:

@@ -104,7 +104,7 @@ def test_bench_case_peaks_cache_and_survive_failures(monkeypatch) -> None:
             raise MemoryMeasureError("worker died")
         return memory.CodecPeaks(memory.PeakMemory(0, 10 * MIB), memory.PeakMemory(0, 30 * MIB))
 
-    monkeypatch.setattr(bench_memory, "codec_peaks", fake)
+    monkeypatch.setattr(memory, "codec_peaks", fake)  # what peak_fields calls
     monkeypatch.setattr(bench_memory, "_PEAKS", {})
     case = Case(id="toy-q1", family="toy", factory=lambda d, t: None)
     images = [("kodim01", np.zeros((8, 8, 3), np.uint8))]

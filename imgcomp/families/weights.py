@@ -28,8 +28,9 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 def shipped_file(stem: str, folder: Path | None = None) -> Path | None:
     """The shipped weights file ``<stem>.imgw`` (or ``<stem>.safetensors``) in ``folder``
     (default :data:`WEIGHTS_DIR`); None when neither exists."""
+    folder = WEIGHTS_DIR if folder is None else folder
     for suffix in WEIGHT_SUFFIXES[::-1]:  # packed first
-        path = (WEIGHTS_DIR if folder is None else folder) / f"{stem}{suffix}"
+        path = folder / f"{stem}{suffix}"
         if path.is_file():
             return path
     return None

@@ -267,6 +267,7 @@ class _Logger:
                 "another seed"
             )
         now = time.monotonic()
+        steps_per_s = n / max(now - self.last_time, 1e-9)
         aux = {"aux": means.pop("aux")} if "aux" in means else {}
         record = {
             "step": step,
@@ -275,8 +276,8 @@ class _Logger:
             **aux,
             "lr": self.config.lr_at(step - 1),
             "elapsed": round(elapsed, 3),
-            "steps_per_s": round(n / max(now - self.last_time, 1e-9), 4),
-            "images_per_s": round(n * self.config.batch_size / max(now - self.last_time, 1e-9), 3),
+            "steps_per_s": round(steps_per_s, 4),
+            "images_per_s": round(steps_per_s * self.config.batch_size, 3),
         }
         self.last_time = now
         with open(self.path, "a", encoding="utf-8") as f:
