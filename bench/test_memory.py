@@ -10,7 +10,9 @@ there (about 10 MiB); at 1.6 MP it still moved by +-25 MiB (float32 172-227 MiB,
 170-184 MiB); at 3.5 MP the activations the ops shrink dominate (float32 365-419 MiB,
 structured 319-320 MiB: 0.76-0.87x; a 2-core AMD EPYC).
 
-int8 needs more, not less: an expected miss (:data:`EXPECTED_MISSES`), see there.
+int8 saves memory since its IGDNs take their square roots from a 256-entry table on the uint8
+norm (:mod:`imgcomp.ops.quant.lookup`); before, each dequantized the norm to a float32 tensor of
+the full activation and needed 1.1-1.6x the float32 peak.
 """
 
 from __future__ import annotations
@@ -24,14 +26,7 @@ from imgcomp.memory import CodecPeaks, codec_peaks, supported
 #: Ops that must decode in less peak memory than the float32 model.
 OPS = ("structured", "int8")
 #: Ops that miss on every machine measured, with why: an xfail while missed, a failure once met.
-EXPECTED_MISSES = {
-    "int8": "the int8 synthesis dequantizes every IGDN's norm to float32 for its square root "
-    "(PyTorch has no quantized sqrt): a float tensor of the full activation at each scale, "
-    "24 MiB at 1/2 resolution of a Kodak image, as large as the float model's own activation, "
-    "and each quantized op (mul, 1x1 norm conv, quantize, mul, shuffle) writes a fresh uint8 "
-    "tensor where the float32 plan runs GDN in place; measured 1.1-1.6x the float32 peak "
-    "(0.4-3.5 MP). A 256-entry lookup table of the uint8 norm would remove the float tensor"
-}
+EXPECTED_MISSES: dict[str, str] = {}
 #: The bench image is tiled this many times along each side (see the module doc).
 TILE = 3
 

@@ -607,8 +607,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--objective-arg",
         action="append",
         metavar="KEY=VALUE",
-        help="an objective argument (rd: lmbda; residual-l1: iterations; hific-gan: target_rate, "
-        "k_P, beta, gan_start, ...)",
+        help="an objective argument (rd: lmbda; residual-l1: iterations, ssim_weight; "
+        "hific-gan: target_rate, k_P, beta, gan_start, ...)",
     )
     p.add_argument("--arch", default=None, help="balle: architecture or alias (mbt2018-mean)")
     p.add_argument("--N", type=int, default=None, help="balle: transform channels (128)")

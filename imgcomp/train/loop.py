@@ -175,22 +175,22 @@ def warm_start(model: torch.nn.Module, path: str | os.PathLike[str]) -> None:
         weights = read_weight_tensors(where)
     else:
         weights = read_checkpoint(where)["model"]
-    own = model.state_dict()
     adversary = {id(p) for p in objectives.adversary_parameters(model)}
     prefixes = tuple(
         name.rsplit(".", 1)[0] + "." for name, p in model.named_parameters() if id(p) in adversary
     )
-    missing = [k for k in own if k not in weights and not (prefixes and k.startswith(prefixes))]
-    unexpected = [k for k in weights if k not in own]
-    wrong = [k for k in weights if k in own and weights[k].shape != own[k].shape]
-    if missing or unexpected or wrong:
+    # load_state_dict runs the modules' own load hooks (a buffer sized by the file, such as the
+    # RNN's code model); the rest must match key for key and shape for shape
+    try:
+        result = model.load_state_dict(weights, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(f"warm-start weights {where!r} do not fit the model: {exc}") from exc
+    missing = [k for k in result.missing_keys if not (prefixes and k.startswith(prefixes))]
+    if missing or result.unexpected_keys:
         raise CheckpointError(
             f"warm-start weights {where!r} do not fit the model: missing {missing[:4]}, "
-            f"unexpected {unexpected[:4]}, other shapes {wrong[:4]}"
+            f"unexpected {result.unexpected_keys[:4]}"
         )
-    with torch.no_grad():
-        for key, value in weights.items():
-            own[key].copy_(value.to(own[key].dtype))
 
 
 def _check_resume(state: dict[str, Any], config: TrainConfig, fingerprint: str, n: int) -> None:
