@@ -559,6 +559,28 @@ def test_load_weights_refuses_bad_files(data_dir: Path, tmp_path: Path) -> None:
         load_weights(tmp_path / "arch.safetensors")
 
 
+def test_weights_may_carry_a_scale_table_of_any_length(data_dir: Path, tmp_path: Path) -> None:
+    """The Gaussian conditional's scale table is sized by the file (``sized_by_file``): 128
+    levels load and code; a table of another rank is refused before anything is built."""
+    from safetensors.torch import load_file, save_file
+
+    from imgcomp.nn.density import scale_table
+
+    run = tmp_path / "run"
+    train(_config(data_dir, run, steps=1))
+    good = export_weights(run, tmp_path / "w.safetensors")
+    meta, tensors = read_metadata(good), load_file(good)
+    assert tensors["y_conditional.scale_table"].shape == (64,)
+    tensors["y_conditional.scale_table"] = scale_table(0.11, 256.0, 128)
+    save_file(tensors, tmp_path / "fine.safetensors", metadata=meta)
+    model = load_weights(tmp_path / "fine.safetensors")
+    assert torch.equal(model.y_conditional.scale_table, scale_table(0.11, 256.0, 128))
+    tensors["y_conditional.scale_table"] = scale_table(0.11, 256.0, 64).reshape(8, 8)
+    save_file(tensors, tmp_path / "rank.safetensors", metadata=meta)
+    with pytest.raises(CheckpointError, match="scale_table"):
+        load_weights(tmp_path / "rank.safetensors")
+
+
 # -- command line ------------------------------------------------------------------------------
 
 

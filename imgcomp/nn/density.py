@@ -266,8 +266,12 @@ class GaussianConditional(nn.Module):
 
     Scales are lower-bounded at ``scale_bound`` (0.11). ``scale_table`` is the persistent buffer
     of the coder's scale levels (:class:`imgcomp.entropy.GaussianCoder` builds one table per
-    level); :meth:`build_indexes` maps each scale to a level.
+    level); :meth:`build_indexes` maps each scale to a level. Its length is the file's: a
+    checkpoint may carry any number of levels (``sized_by_file``).
     """
+
+    #: Buffers whose shape a loaded file sets (weight loaders check their rank, not their size).
+    sized_by_file: tuple[str, ...] = ("scale_table",)
 
     def __init__(
         self,

@@ -212,7 +212,8 @@ def _check_shapes_first(path: str | os.PathLike[str], meta: Mapping[str, str]) -
     memory), has exactly the tensor names and shapes of the file's header: metadata claiming
     N=M=2048 over small tensors must not make the loader allocate a 5 GiB model first.
     Placeholder buffers built empty (a table the load fills, e.g. the RNN's code model) match
-    any shape."""
+    any shape; buffers a module lists in ``sized_by_file`` (a scale table) any shape of their
+    rank."""
     where = os.fspath(path)
     try:
         with torch.device("meta"):
@@ -221,10 +222,19 @@ def _check_shapes_first(path: str | os.PathLike[str], meta: Mapping[str, str]) -
         raise CheckpointError(f"{where!r}: bad metadata: {exc}") from None
     stored = read_weight_shapes(where)
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    sized = {
+        f"{name}.{buf}" if name else buf
+        for name, m in model.named_modules()
+        for buf in getattr(m, "sized_by_file", ())
+    }
+
+    def fits(k: str) -> bool:
+        if own[k] == stored[k] or math.prod(own[k]) == 0:
+            return True
+        return k in sized and len(own[k]) == len(stored[k])
+
     wrong = [
-        k
-        for k in sorted(set(own) | set(stored))
-        if k not in own or k not in stored or (own[k] != stored[k] and math.prod(own[k]) > 0)
+        k for k in sorted(set(own) | set(stored)) if k not in own or k not in stored or not fits(k)
     ]
     if wrong:
         shown = ", ".join(

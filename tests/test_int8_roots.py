@@ -1,5 +1,5 @@
-"""The int8 GDN's square root by lookup table (imgcomp.ops.quant.lookup): the same bytes as
-dequantize / root / quantize, on every layout, and the FX graphs of int8 transforms use it."""
+"""The int8 GDN's square root in bands (imgcomp.ops.quant.roots): the same bytes as one
+dequantize / root / quantize over the whole tensor, and the FX graphs of int8 transforms use it."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ import torch
 
 import imgcomp
 from imgcomp.ops.quant import int8 as int8_module
-from imgcomp.ops.quant import quantize_codec
-from imgcomp.ops.quant.lookup import LOOKUP_BLOCK, lookup_roots, quantized_root, uint8_view
+from imgcomp.ops.quant import quantize_codec, roots
+from imgcomp.ops.quant.roots import quantized_root, quantized_roots, uint8_view
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _q(shape, seed: int, channels_last: bool = False, scale: float = 0.037, zp: int = 3):
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand(shape, generator=g) * 9.0
+    x = torch.rand(shape, generator=g) * 9.0 - 0.05  # a few values below zero: NaN roots
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return torch.quantize_per_tensor(x, scale, zp, torch.quint8)
@@ -31,9 +31,18 @@ def _reference(x: torch.Tensor, scale: float, zp: int, inverse: bool) -> torch.T
 @pytest.mark.parametrize("inverse", [True, False])
 @pytest.mark.parametrize(
     "shape, channels_last",
-    [((1, 8, 5, 7), True), ((2, 3, 9, 4), False), ((1, 16, 130, 70), True), ((3, 5, 1, 1), False)],
+    [
+        ((1, 8, 5, 7), True),
+        ((2, 3, 9, 4), False),
+        ((1, 16, 130, 70), True),
+        ((1, 3, 301, 37), True),  # rows of 111 elements: bands aligned to 64 rows
+        ((1, 5, 40, 9), False),
+    ],
 )
-def test_quantized_root_is_the_bytes_of_dequantize_root_quantize(shape, channels_last, inverse):
+def test_banded_root_is_the_bytes_of_one_dequantize_root_quantize(
+    shape, channels_last, inverse, monkeypatch
+):
+    monkeypatch.setattr(roots, "ROOT_BAND_ELEMENTS", 500)  # many bands on small tensors
     x = _q(shape, seed=sum(shape), channels_last=channels_last)
     want = _reference(x, 0.021, 7, inverse)
     got = quantized_root(x, torch.tensor(0.021), torch.tensor(7), inverse)
@@ -42,17 +51,19 @@ def test_quantized_root_is_the_bytes_of_dequantize_root_quantize(shape, channels
     assert torch.equal(got.int_repr(), want.int_repr())
 
 
-def test_quantized_root_spans_several_blocks_and_every_level():
-    # every uint8 level (zero point 40: levels below it are negative values, whose root is NaN)
-    levels = torch.arange(256, dtype=torch.uint8).repeat(LOOKUP_BLOCK // 256 * 2 + 3)
-    x = torch._make_per_tensor_quantized_tensor(levels.reshape(1, 1, 1, -1), 0.05, 40)
+def test_banded_root_covers_every_level(monkeypatch):
+    monkeypatch.setattr(roots, "ROOT_BAND_ELEMENTS", 4096)
+    # every uint8 level (zero point 40: the levels below it are negative, their root NaN)
+    levels = torch.arange(256, dtype=torch.uint8).repeat(64 * 9)
+    raw = levels.reshape(1, 9, 64, 256).contiguous(memory_format=torch.channels_last)
+    x = torch._make_per_tensor_quantized_tensor(raw, 0.05, 40)
     for inverse in (True, False):
         want = _reference(x, 0.013, 0, inverse)
         assert torch.equal(quantized_root(x, 0.013, 0, inverse).int_repr(), want.int_repr())
 
 
-def test_quantized_root_of_a_strided_view_falls_back_to_the_same_bytes():
-    x = _q((1, 4, 12, 10), seed=5)[:, :, ::2]  # not dense: no flat walk
+def test_banded_root_of_a_strided_view_falls_back_to_the_same_bytes():
+    x = _q((1, 4, 12, 10), seed=5)[:, :, ::2]
     got = quantized_root(x, 0.02, 2, True)
     assert torch.equal(got.int_repr(), _reference(x, 0.02, 2, True).int_repr())
 
@@ -64,10 +75,10 @@ def test_uint8_view_shares_the_bytes():
     assert raw.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()
 
 
-def _tiny_int8(lookup: bool, monkeypatch):
+def _tiny_int8(banded: bool, monkeypatch):
     codec = imgcomp.create_codec("mbt2018-mean", pretrained=False, N=16, M=24, seed=0)
-    if not lookup:
-        monkeypatch.setattr(int8_module, "lookup_roots", lambda graph: 0)
+    if not banded:
+        monkeypatch.setattr(int8_module, "quantized_roots", lambda graph: 0)
     rng = np.random.default_rng(0)
     calib = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
     q, _ = quantize_codec(codec, "int8", calib, ("encoder", "decoder"))
@@ -75,22 +86,23 @@ def _tiny_int8(lookup: bool, monkeypatch):
     return q
 
 
-def test_int8_gdn_graphs_take_the_root_from_the_table(monkeypatch):
-    """Every GDN of the int8 encoder and decoder: no float root left, and the codec's streams and
-    pixels are those of the dequantize / root / quantize graph."""
-    table, plain = _tiny_int8(True, monkeypatch), _tiny_int8(False, monkeypatch)
+def test_int8_gdn_graphs_take_the_banded_root(monkeypatch):
+    """Every GDN of the int8 encoder and decoder: no whole-tensor root left, and the codec's
+    streams and pixels are those of the plain dequantize / root / quantize graph."""
+    banded, plain = _tiny_int8(True, monkeypatch), _tiny_int8(False, monkeypatch)
     for name in ("g_a", "g_s"):
-        code = getattr(table.model, name).graph.code
+        code = getattr(banded.model, name).graph.code
         assert code.count("quantized_root(") == 3, name
-        assert "sqrt" not in code and "dequantize" not in code.split("quantized_root")[1][:80]
+        assert "sqrt" not in code
         assert "sqrt" in getattr(plain.model, name).graph.code
+    monkeypatch.setattr(roots, "ROOT_BAND_ELEMENTS", 2000)  # bands even on this small image
     img = np.random.default_rng(3).integers(0, 256, (70, 90, 3), dtype=np.uint8)
-    stream = table.encode(img)
+    stream = banded.encode(img)
     assert stream == plain.encode(img)
-    assert np.array_equal(np.asarray(table.decode(stream)), np.asarray(plain.decode(stream)))
+    assert np.array_equal(np.asarray(banded.decode(stream)), np.asarray(plain.decode(stream)))
 
 
-def test_lookup_roots_leaves_graphs_without_the_chain_alone():
+def test_quantized_roots_leaves_graphs_without_the_chain_alone():
     gm = torch.fx.symbolic_trace(torch.nn.Sequential(torch.nn.ReLU()))
     before = gm.code
-    assert lookup_roots(gm) == 0 and gm.code == before
+    assert quantized_roots(gm) == 0 and gm.code == before
