@@ -10,9 +10,9 @@ there (about 10 MiB); at 1.6 MP it still moved by +-25 MiB (float32 172-227 MiB,
 170-184 MiB); at 3.5 MP the activations the ops shrink dominate (float32 365-419 MiB,
 structured 319-320 MiB: 0.76-0.87x; a 2-core AMD EPYC).
 
-int8 saves memory since its IGDNs take their square roots from a 256-entry table on the uint8
-norm (:mod:`imgcomp.ops.quant.lookup`); before, each dequantized the norm to a float32 tensor of
-the full activation and needed 1.1-1.6x the float32 peak.
+int8 saves memory since its IGDNs take their square roots in bands of rows
+(:mod:`imgcomp.ops.quant.roots`: 0.73x of the float32 peak at 3.5 MP); before, each dequantized
+the whole norm to a float32 tensor of the full activation and needed 1.1-1.6x the float32 peak.
 """
 
 from __future__ import annotations
