@@ -24,6 +24,7 @@ from torch import nn
 from imgcomp.bitstream import ParamValue, StreamHeader
 from imgcomp.codecs.base import ContainerCodec
 from imgcomp.codecs.latent import LatentCodec, LatentFactory
+from imgcomp.codecs.tiling import synthesize, tile_edge, tiles_exactly
 from imgcomp.devices import resolve_device
 from imgcomp.errors import ImgcompError
 from imgcomp.images import validate_rgb8
@@ -38,7 +39,14 @@ class LearnedCodec(ContainerCodec):
     model (pruning, quantization); they enter the fingerprint, so streams of a modified model
     decode only with that model. ``latent`` builds the latent codec from the model (default: the
     one the model's family declares); it is rebuilt for every derived model, so ops keep it.
+
+    ``decode_tile`` (output pixels; None: ``$IMGCOMP_DECODE_TILE`` or 2048, 0: never) bounds
+    decode memory: larger images run the synthesis in tiles (:mod:`imgcomp.codecs.tiling`) where
+    the family declares a ``synthesis_halo`` and the model's modules compute the same in tiles.
     """
+
+    #: tile edge of the synthesis in output pixels (None: the process default)
+    decode_tile: int | None = None
 
     def __init__(
         self,
@@ -61,6 +69,10 @@ class LearnedCodec(ContainerCodec):
             )
         #: the model's family (None: an ad-hoc model with its own ``latent``)
         self.family: str | None = family.name if family is not None else None
+        #: latent pixels of overlap the synthesis needs in tiles (0: never tiled)
+        self.synthesis_halo: int = (
+            family.synthesis_halo if family is not None and tiles_exactly(self.model) else 0
+        )
         self.latent_factory: LatentFactory = latent if latent is not None else family.latent
         self.latent: LatentCodec = self.latent_factory(self.model)
         if family is not None:
@@ -135,13 +147,26 @@ class LearnedCodec(ContainerCodec):
     def _analysis(self, img: np.ndarray) -> torch.Tensor:
         return self.model.analysis(self._to_input(img))
 
+    def _synthesize(self, y_hat: torch.Tensor, h: int, w: int) -> np.ndarray:
+        """The uint8 image of the synthesis of ``y_hat``, in tiles when it is large."""
+        return synthesize(
+            self.model.synthesis,
+            y_hat,
+            h,
+            w,
+            self._to_image,
+            scale=self.latent.stride,
+            halo=self.synthesis_halo,
+            edge=tile_edge(self.decode_tile),
+        )
+
     # -- codec ---------------------------------------------------------------------------------
     @torch.inference_mode()
     def reconstruct(self, img: np.ndarray) -> np.ndarray:
         """The model's own quantized reconstruction (no entropy coding): what decode must give."""
         img = validate_rgb8(img)
         y_hat = self.latent.quantize(self._analysis(img)).latents
-        return self._to_image(self.model.synthesis(y_hat), *img.shape[:2])
+        return self._synthesize(y_hat, *img.shape[:2])
 
     @torch.inference_mode()
     def estimated_bits(self, img: np.ndarray) -> float:
@@ -156,7 +181,7 @@ class LearnedCodec(ContainerCodec):
     @torch.inference_mode()
     def decode_sections(self, sections: list[bytes], header: StreamHeader) -> np.ndarray:
         y_hat = self.latent.decode(sections, self._latent_hw(header), self.device)
-        return self._to_image(self.model.synthesis(y_hat), header.height, header.width)
+        return self._synthesize(y_hat, header.height, header.width)
 
 
 def model_input(

@@ -237,6 +237,11 @@ class FamilySpec:
     #: :func:`imgcomp.train.load_weights` for every family. A family with its own ``codec``
     #: loads its formats there (the RNN's and HiFiC's ``original``).
     checkpoint_loaders: Mapping[str, Callable[[Any, str], nn.Module]] = field(default_factory=dict)
+    #: latent pixels of context each output pixel of the synthesis reads beyond its own latent
+    #: (its receptive field, rounded up), declared only where tiles of the latent grid with this
+    #: overlap give the whole-image synthesis bit for bit (:mod:`imgcomp.codecs.tiling`, tests
+    #: in ``tests/test_tiled_decode.py``); 0: the synthesis always runs on the whole image
+    synthesis_halo: int = 0
 
     def __post_init__(self) -> None:
         for role, component in self.components.items():
@@ -244,6 +249,8 @@ class FamilySpec:
                 raise ValueError(f"component {component.name!r} is listed under {role!r}")
         if not self.components:
             raise ValueError(f"family {self.name!r} declares no components")
+        if self.synthesis_halo < 0:
+            raise ValueError(f"synthesis halo must be non-negative, got {self.synthesis_halo}")
         for role in self.quant_units:
             if role not in self.components:
                 raise ValueError(f"quantization units of {role!r}, which is no component")

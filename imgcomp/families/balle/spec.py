@@ -185,4 +185,7 @@ BALLE = FamilySpec(
     coding_components=("entropy",),
     example=("mean-scale-hyperprior", {"pretrained": False, "N": 8, "M": 12}),
     objectives={"rd": RateDistortion},
+    # g_s: four 5x5 stride-2 transposed convolutions, each reading one input pixel either
+    # side: 1 + 1/2 + 1/4 + 1/8 latent pixels, so 2 (1 is measurably not enough)
+    synthesis_halo=2,
 )

@@ -204,6 +204,11 @@ class Int8Transform(nn.Module):
     channels_last tensor it computed, so the float ops after it and the next unit copy nothing.
     """
 
+    #: its quantized convolutions round by the size of their input (torch's x86 engine picks
+    #: fbgemm or oneDNN kernels by shape: one level apart in 6 pixels of a 1500x700 decode in
+    #: tiles), so a model holding one decodes on the whole image (:mod:`imgcomp.codecs.tiling`)
+    tiles_exactly = False
+
     def __init__(
         self,
         graph: nn.Module,

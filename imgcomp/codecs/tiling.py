@@ -1,0 +1,169 @@
+"""The synthesis in tiles with overlap: decode memory bounded by the tile, the same pixels.
+
+A convolutional synthesis reads a bounded neighbourhood of latents for each output pixel. A
+tile of the latent grid extended by that neighbourhood (the family's ``synthesis_halo``, in
+latent pixels) on every side, clipped where the grid ends (the whole-image pass pads there in
+the same way), gives each pixel of the tile's interior exactly what the whole-image synthesis
+gives; the interior is converted to uint8 and written into the output image, and the tile's
+activations are freed before the next. Only families whose synthesis the tests show to be bit
+identical in tiles declare a halo (Ballé: 2), and a module whose results depend on its input's
+size beyond its receptive field says so with a ``tiles_exactly = False`` attribute (torch's int8
+transforms), which keeps its model on the whole image (:func:`tiles_exactly`). Images that fit in
+one tile take the whole-image pass unchanged.
+
+The tile edge is ``$IMGCOMP_DECODE_TILE`` output pixels (default :data:`DEFAULT_TILE_EDGE`; 0
+turns tiling off), or a codec's ``decode_tile`` attribute.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from imgcomp.errors import ImgcompError
+from imgcomp.nn.determinism import single_cpu_thread
+
+__all__ = [
+    "DEFAULT_TILE_EDGE",
+    "TILE_ENV",
+    "LatentTile",
+    "latent_tiles",
+    "synthesize",
+    "tile_edge",
+    "tiles_exactly",
+]
+
+#: Tile edge in output pixels: images up to 2048 x 2048 (4.2 MP) decode in one pass.
+DEFAULT_TILE_EDGE = 2048
+TILE_ENV = "IMGCOMP_DECODE_TILE"
+
+
+def tile_edge(override: int | None = None) -> int:
+    """The tile edge in force (output pixels; 0: no tiling): ``override``, else
+    ``$IMGCOMP_DECODE_TILE``, else the default."""
+    if override is not None:
+        return _non_negative(override, "decode_tile")
+    raw = os.environ.get(TILE_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_TILE_EDGE
+    try:
+        value = int(raw.strip().replace("_", ""))
+    except ValueError:
+        raise ImgcompError(f"{TILE_ENV}={raw!r} is not an integer") from None
+    return _non_negative(value, TILE_ENV)
+
+
+def _non_negative(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ImgcompError(f"{name} must be a non-negative integer (0: no tiling), got {value!r}")
+    return value
+
+
+def tiles_exactly(model: nn.Module) -> bool:
+    """False when a module of ``model`` declares ``tiles_exactly = False``."""
+    return all(getattr(m, "tiles_exactly", True) is not False for m in model.modules())
+
+
+@dataclass(frozen=True)
+class LatentTile:
+    """One tile of a latent grid: the rows / columns it owns (``[r0, r1) x [c0, c1)``) and the
+    rows / columns the synthesis reads for it (``[rr0, rr1) x [cc0, cc1)``, the halo added)."""
+
+    r0: int
+    r1: int
+    c0: int
+    c1: int
+    rr0: int
+    rr1: int
+    cc0: int
+    cc1: int
+
+
+def _spans(size: int, tile: int) -> list[tuple[int, int]]:
+    """``size`` cut into ceil(size / tile) spans of near-equal length (no sliver at the end)."""
+    count = -(-size // tile)
+    edges = [round(i * size / count) for i in range(count + 1)]
+    return list(pairwise(edges))
+
+
+def latent_tiles(height: int, width: int, tile: int, halo: int) -> list[LatentTile]:
+    """The tiles covering a ``height`` x ``width`` latent grid, at most ``tile`` latent pixels
+    on a side, each read with ``halo`` latent pixels of context (clipped to the grid)."""
+    if tile < 1 or halo < 0:
+        raise ValueError(f"tile must be positive and halo non-negative, got {tile}, {halo}")
+    return [
+        LatentTile(
+            r0,
+            r1,
+            c0,
+            c1,
+            max(0, r0 - halo),
+            min(height, r1 + halo),
+            max(0, c0 - halo),
+            min(width, c1 + halo),
+        )
+        for r0, r1 in _spans(height, tile)
+        for c0, c1 in _spans(width, tile)
+    ]
+
+
+def synthesize(
+    synthesis: Callable[[Tensor], Tensor],
+    y_hat: Tensor,
+    height: int,
+    width: int,
+    to_image: Callable[[Tensor, int, int], np.ndarray],
+    *,
+    scale: int,
+    halo: int,
+    edge: int,
+) -> np.ndarray:
+    """The uint8 ``height`` x ``width`` image of ``synthesis(y_hat)`` (cropped), in tiles of
+    ``edge`` output pixels when the image needs more than one (``halo`` > 0 and ``edge`` > 0);
+    ``to_image(x, h, w)`` converts a reconstruction to uint8, cropping to ``h`` x ``w``.
+
+    On the CPU each tile runs on one thread, as many tiles at once as torch has threads: a
+    convolution on a small input may split its sums across threads in another order than on
+    the whole image (measured: 1e-7 apart in one transposed convolution of 18-row tiles at 2
+    threads), while one thread sums each output in the same order at any size."""
+    lat_h, lat_w = y_hat.shape[-2:]
+    tile = edge // scale if edge else 0
+    if halo <= 0 or tile < 1 or (lat_h <= tile and lat_w <= tile):
+        return to_image(synthesis(y_hat), height, width)
+    tiles = [
+        t
+        for t in latent_tiles(lat_h, lat_w, tile, halo)
+        if t.r0 * scale < height and t.c0 * scale < width  # not wholly in the padding
+    ]
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+    on_cpu = y_hat.device.type == "cpu"
+
+    def run(t: LatentTile) -> tuple[LatentTile, np.ndarray]:
+        if on_cpu:
+            torch.set_num_threads(1)  # this worker's own thread team too
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            x = synthesis(y_hat[:, :, t.rr0 : t.rr1, t.cc0 : t.cc1])
+            rows, cols = (
+                min(t.r1 * scale, height) - t.r0 * scale,
+                min(t.c1 * scale, width) - t.c0 * scale,
+            )
+            dy, dx = (t.r0 - t.rr0) * scale, (t.c0 - t.cc0) * scale
+            return t, to_image(x[:, :, dy : dy + rows, dx : dx + cols], rows, cols)
+
+    workers = min(torch.get_num_threads(), len(tiles)) if on_cpu else 1
+    out: np.ndarray | None = None
+    with single_cpu_thread(y_hat.device), ThreadPoolExecutor(workers) as pool:
+        for t, part in pool.map(run, tiles):
+            if out is None:
+                out = np.empty((height, width, part.shape[2]), dtype=np.uint8)
+            top, left = t.r0 * scale, t.c0 * scale
+            out[top : top + part.shape[0], left : left + part.shape[1]] = part
+    assert out is not None  # the first tile always holds pixels
+    return out
