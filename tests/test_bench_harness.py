@@ -353,3 +353,13 @@ def test_plan_names_its_shard() -> None:
     plan = plan_from_names(names, images=2, timing_images=2, shard="3/4")
     assert plan.describe().startswith("imgcomp bench: shard 3/4: 1 cases on 2 images, 1 latency")
     assert plan_from_names(["test_other"], 2, 2) is None
+
+
+def test_rate_gate_allows_more_below_for_low_bit_weights() -> None:
+    from bench.test_quality import RATE_BELOW, RATE_BELOW_LOW_BITS, rate_below
+
+    assert rate_below("mbt2018-mean-q3") == RATE_BELOW
+    assert rate_below("mbt2018-mean-q3/prune=none/quant=w8") == RATE_BELOW
+    assert rate_below("mbt2018-mean-q3/prune=none/quant=int8") == RATE_BELOW
+    low = "mbt2018-mean-q5/prune=enc0.3,dec0.3,ent0.3:structured/quant=w4"
+    assert rate_below(low) == RATE_BELOW_LOW_BITS > RATE_BELOW
