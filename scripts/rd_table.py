@@ -18,7 +18,7 @@ from imgcomp.anchors import anchor_curve, compare, format_comparison
 from imgcomp.data import load_dataset
 from imgcomp.evaluate import evaluate, summarize
 from imgcomp.registry import create_codec
-from imgcomp.zoo import load_codec, shipped_qualities
+from imgcomp.zoo import LEARNED, load_codec, shipped_qualities
 
 
 def main() -> None:
@@ -35,7 +35,12 @@ def main() -> None:
     images = [(item.name, item.load()) for item in dataset]
     candidates = dict(w.split("=", 1) for w in args.weights)
     points = {}
-    for q in shipped_qualities(args.codec):
+    # the weight files carry the zoo's names (mean-scale-hyperprior-q3), the cli takes either
+    zoo_name = {arch: name for name, arch in LEARNED.items()}.get(args.codec, args.codec)
+    qualities = shipped_qualities(zoo_name)
+    if not qualities:
+        raise SystemExit(f"no shipped weights for {args.codec!r}; shipped: {sorted(LEARNED)}")
+    for q in qualities:
         path = candidates.get(f"q{q}")
         codec = (
             load_codec(args.codec, checkpoint=path) if path else create_codec(args.codec, quality=q)
