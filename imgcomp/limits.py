@@ -12,7 +12,7 @@ import os
 
 from imgcomp.errors import ImgcompError, PixelBudgetError
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MAX_PIXELS_ENV", "check_pixels", "max_pixels"]
+__all__ = ["DEFAULT_MAX_PIXELS", "MAX_PIXELS_ENV", "check_pixels", "int_setting", "max_pixels"]
 
 DEFAULT_MAX_PIXELS = 40_000_000
 MAX_PIXELS_ENV = "IMGCOMP_MAX_PIXELS"
@@ -20,16 +20,22 @@ MAX_PIXELS_ENV = "IMGCOMP_MAX_PIXELS"
 
 def max_pixels(override: int | None = None) -> int:
     """The budget in force: ``override``, else ``$IMGCOMP_MAX_PIXELS``, else the default."""
+    return int_setting(override, "max_pixels", MAX_PIXELS_ENV, DEFAULT_MAX_PIXELS, minimum=1)
+
+
+def int_setting(override: int | None, name: str, env: str, default: int, minimum: int) -> int:
+    """An integer setting: ``override`` (called ``name``), else ``$env`` (``1_000`` spelling
+    allowed), else ``default``; ImgcompError unless an int of at least ``minimum``."""
     if override is not None:
-        return _positive(override, "max_pixels")
-    raw = os.environ.get(MAX_PIXELS_ENV)
+        return _at_least(override, name, minimum)
+    raw = os.environ.get(env)
     if raw is None or not raw.strip():
-        return DEFAULT_MAX_PIXELS
+        return default
     try:
         value = int(raw.strip().replace("_", ""))
     except ValueError:
-        raise ImgcompError(f"{MAX_PIXELS_ENV}={raw!r} is not an integer") from None
-    return _positive(value, MAX_PIXELS_ENV)
+        raise ImgcompError(f"{env}={raw!r} is not an integer") from None
+    return _at_least(value, env, minimum)
 
 
 def check_pixels(height: int, width: int, budget: int | None = None) -> None:
@@ -43,7 +49,8 @@ def check_pixels(height: int, width: int, budget: int | None = None) -> None:
         )
 
 
-def _positive(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ImgcompError(f"{name} must be a positive integer, got {value!r}")
+def _at_least(value: object, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ImgcompError(f"{name} must be {kind}, got {value!r}")
     return value

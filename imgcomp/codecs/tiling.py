@@ -17,7 +17,6 @@ turns tiling off), or a codec's ``decode_tile`` attribute.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from imgcomp.errors import ImgcompError
+from imgcomp.limits import int_setting
 from imgcomp.nn.determinism import single_cpu_thread
 
 __all__ = [
@@ -48,22 +47,7 @@ TILE_ENV = "IMGCOMP_DECODE_TILE"
 def tile_edge(override: int | None = None) -> int:
     """The tile edge in force (output pixels; 0: no tiling): ``override``, else
     ``$IMGCOMP_DECODE_TILE``, else the default."""
-    if override is not None:
-        return _non_negative(override, "decode_tile")
-    raw = os.environ.get(TILE_ENV)
-    if raw is None or not raw.strip():
-        return DEFAULT_TILE_EDGE
-    try:
-        value = int(raw.strip().replace("_", ""))
-    except ValueError:
-        raise ImgcompError(f"{TILE_ENV}={raw!r} is not an integer") from None
-    return _non_negative(value, TILE_ENV)
-
-
-def _non_negative(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ImgcompError(f"{name} must be a non-negative integer (0: no tiling), got {value!r}")
-    return value
+    return int_setting(override, "decode_tile", TILE_ENV, DEFAULT_TILE_EDGE, minimum=0)
 
 
 def tiles_exactly(model: nn.Module) -> bool:
