@@ -9,6 +9,8 @@ from bench.cases import Case
 from bench.memory import case_peaks
 from imgcomp.baselines import BaselineError
 from imgcomp.evaluate import summarize
+from imgcomp.ops.config import parse_quant_mode
+from imgcomp.report.cases import split_case_id, split_ops
 
 
 @pytest.mark.quality
@@ -58,14 +60,16 @@ RATE_ABOVE, RATE_BELOW = 0.02, 0.05
 #: Weights of 4 bits or fewer widen those scales further (the mean-scale q5 pruned structured
 #: at 0.3 with w4 weights codes 5.5% under its estimate on the sample photos): 10% below.
 RATE_BELOW_LOW_BITS = 0.10
-LOW_BITS = ("w2", "w3", "w4")
+LOW_BITS = 4
 
 
 def rate_below(case_id: str) -> float:
     """How far under its own estimate the case may code (:data:`RATE_BELOW`, or
-    :data:`RATE_BELOW_LOW_BITS` for weights of 4 bits or fewer)."""
-    quant = case_id.rsplit("/quant=", 1)[-1] if "/quant=" in case_id else ""
-    return RATE_BELOW_LOW_BITS if quant in LOW_BITS else RATE_BELOW
+    :data:`RATE_BELOW_LOW_BITS` for weights of :data:`LOW_BITS` bits or fewer)."""
+    _, ops = split_case_id(case_id)
+    quant = split_ops(ops)[1] if ops else "none"
+    bits = parse_quant_mode(quant)[1] if quant != "none" else None
+    return RATE_BELOW_LOW_BITS if bits is not None and bits <= LOW_BITS else RATE_BELOW
 
 
 @pytest.mark.quality
