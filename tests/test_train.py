@@ -28,6 +28,7 @@ from imgcomp.train import (
     train,
     write_checkpoint,
 )
+from imgcomp.train.config import train_families
 from imgcomp.trainsets import list_image_files
 
 TINY = {"batch_size": 2, "patch_size": 64, "progress": False}
@@ -247,6 +248,17 @@ def test_compiled_training_matches_eager_and_keeps_the_checkpoint_layout(
         torch.testing.assert_close(compiled[k], eager[k], rtol=1e-3, atol=1e-4, msg=k)
     with pytest.raises(ValueError, match="declares no modules to compile"):
         TrainConfig(family="rnn", compile=True)
+
+
+def test_every_declared_compile_module_is_a_module_of_the_family() -> None:
+    """A misspelt name would be skipped (modules a build lacks are), so check them here."""
+    declared = {n: f for n, f in train_families().items() if f.compile_modules}
+    assert {"balle", "hific"} <= set(declared)
+    for name, family in declared.items():
+        model = family.build(family.normalize(family.example))
+        present = dict(model.named_modules())
+        missing = [m for m in family.compile_modules if m not in present]
+        assert not missing, (name, missing)
 
 
 def test_cosine_schedule_with_warmup_fits_the_step_budget() -> None:

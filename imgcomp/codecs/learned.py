@@ -24,7 +24,7 @@ from torch import nn
 from imgcomp.bitstream import ParamValue, StreamHeader
 from imgcomp.codecs.base import ContainerCodec
 from imgcomp.codecs.latent import LatentCodec, LatentFactory
-from imgcomp.codecs.tiling import synthesize, tile_edge, tiles_exactly
+from imgcomp.codecs.tiling import analyze, encode_tile_edge, synthesize, tile_edge, tiles_exactly
 from imgcomp.devices import resolve_device
 from imgcomp.errors import ImgcompError
 from imgcomp.images import validate_rgb8
@@ -42,11 +42,15 @@ class LearnedCodec(ContainerCodec):
 
     ``decode_tile`` (output pixels; None: ``$IMGCOMP_DECODE_TILE`` or 2048, 0: never) bounds
     decode memory: larger images run the synthesis in tiles (:mod:`imgcomp.codecs.tiling`) where
-    the family declares a ``synthesis_halo`` and the model's modules compute the same in tiles.
+    the family declares a ``synthesis_halo`` and the model's modules compute the same in tiles;
+    ``encode_tile`` (``$IMGCOMP_ENCODE_TILE``) does the same for the analysis and encode memory
+    where the family declares an ``analysis_halo``.
     """
 
     #: tile edge of the synthesis in output pixels (None: the process default)
     decode_tile: int | None = None
+    #: tile edge of the analysis in input pixels (None: the process default)
+    encode_tile: int | None = None
 
     def __init__(
         self,
@@ -70,9 +74,10 @@ class LearnedCodec(ContainerCodec):
         #: the model's family (None: an ad-hoc model with its own ``latent``)
         self.family: str | None = family.name if family is not None else None
         #: latent pixels of overlap the synthesis needs in tiles (0: never tiled)
-        self.synthesis_halo: int = (
-            family.synthesis_halo if family is not None and tiles_exactly(self.model) else 0
-        )
+        exact = family is not None and tiles_exactly(self.model)
+        self.synthesis_halo: int = family.synthesis_halo if exact else 0
+        #: latent pixels of overlap the analysis needs in tiles (0: never tiled)
+        self.analysis_halo: int = family.analysis_halo if exact else 0
         self.latent_factory: LatentFactory = latent if latent is not None else family.latent
         self.latent: LatentCodec = self.latent_factory(self.model)
         if family is not None:
@@ -145,6 +150,23 @@ class LearnedCodec(ContainerCodec):
         return (-(-header.height // f) * f // s, -(-header.width // f) * f // s)
 
     def _analysis(self, img: np.ndarray) -> torch.Tensor:
+        """The latents of a validated image, in tiles when it is large."""
+        edge = encode_tile_edge(self.encode_tile)
+        if self.analysis_halo and edge and max(img.shape[:2]) > edge:
+            padded = pad_image(img, self.pad_multiple, self.pad_mode)
+            y = analyze(
+                self.model.analysis,
+                lambda top, bottom, left, right: model_input(
+                    padded[top:bottom, left:right], 1, self.device
+                ),
+                *padded.shape[:2],
+                scale=self.latent.stride,
+                halo=self.analysis_halo,
+                edge=edge,
+                device=self.device,
+            )
+            if y is not None:
+                return y
         return self.model.analysis(self._to_input(img))
 
     def _synthesize(self, y_hat: torch.Tensor, h: int, w: int) -> np.ndarray:
@@ -182,6 +204,22 @@ class LearnedCodec(ContainerCodec):
     def decode_sections(self, sections: list[bytes], header: StreamHeader) -> np.ndarray:
         y_hat = self.latent.decode(sections, self._latent_hw(header), self.device)
         return self._synthesize(y_hat, header.height, header.width)
+
+
+#: numpy's names of the padding modes :func:`model_input` takes
+_NUMPY_PAD = {"replicate": "edge", "reflect": "reflect", "constant": "constant"}
+
+
+def pad_image(img: np.ndarray, factor: int, mode: str = "replicate") -> np.ndarray:
+    """A uint8 HxWxC image padded bottom / right to multiples of ``factor`` as
+    :func:`model_input` pads its float tensor (the same values; ``img`` itself if no padding)."""
+    h, w = img.shape[:2]
+    pad_h, pad_w = -h % factor, -w % factor
+    if not (pad_h or pad_w):
+        return img
+    if mode not in _NUMPY_PAD:
+        raise ImgcompError(f"no padding mode {mode!r}; known: {sorted(_NUMPY_PAD)}")
+    return np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)), mode=_NUMPY_PAD[mode])
 
 
 def model_input(

@@ -1,23 +1,25 @@
-"""The synthesis in tiles with overlap: decode memory bounded by the tile, the same pixels.
+"""Analysis and synthesis in tiles with overlap: memory bounded by the tile, the same numbers.
 
-A convolutional synthesis reads a bounded neighbourhood of latents for each output pixel. A
-tile of the latent grid extended by that neighbourhood (the family's ``synthesis_halo``, in
-latent pixels) on every side, clipped where the grid ends (the whole-image pass pads there in
-the same way), gives each pixel of the tile's interior exactly what the whole-image synthesis
-gives; the interior is converted to uint8 and written into the output image, and the tile's
-activations are freed before the next. Only families whose synthesis the tests show to be bit
-identical in tiles declare a halo (Ballé: 2), and a module whose results depend on its input's
-size beyond its receptive field says so with a ``tiles_exactly = False`` attribute (torch's int8
-transforms), which keeps its model on the whole image (:func:`tiles_exactly`). Images that fit in
-one tile take the whole-image pass unchanged.
+A convolutional transform reads a bounded neighbourhood for each output pixel. A tile of the
+latent grid extended by that neighbourhood (the family's ``synthesis_halo`` / ``analysis_halo``,
+in latent pixels) on every side, clipped where the grid ends (the whole-image pass pads there in
+the same way), gives each pixel of the tile's interior exactly what the whole-image transform
+gives. Decoding writes each tile's interior as uint8 into the output image; encoding cuts each
+tile's input from the (padded) uint8 image, converts only that to float and writes the tile's
+latents into the latent grid; a tile's activations are freed before the next. Only families
+whose transforms the tests show to be bit identical in tiles declare a halo (Ballé: 2 each), and
+a module whose results depend on its input's size beyond its receptive field says so with a
+``tiles_exactly = False`` attribute (torch's int8 transforms), which keeps its model on the whole
+image (:func:`tiles_exactly`). Images that fit in one tile take the whole-image pass unchanged.
 
-The tile edge is ``$IMGCOMP_DECODE_TILE`` output pixels (default :data:`DEFAULT_TILE_EDGE`; 0
-turns tiling off), or a codec's ``decode_tile`` attribute.
+The tile edge is ``$IMGCOMP_DECODE_TILE`` / ``$IMGCOMP_ENCODE_TILE`` output / input pixels
+(default :data:`DEFAULT_TILE_EDGE`; 0 turns tiling off), or a codec's ``decode_tile`` /
+``encode_tile`` attribute.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import pairwise
@@ -31,23 +33,33 @@ from imgcomp.nn.determinism import single_cpu_thread
 
 __all__ = [
     "DEFAULT_TILE_EDGE",
+    "ENCODE_TILE_ENV",
     "TILE_ENV",
     "LatentTile",
+    "analyze",
+    "encode_tile_edge",
     "latent_tiles",
     "synthesize",
     "tile_edge",
     "tiles_exactly",
 ]
 
-#: Tile edge in output pixels: images up to 2048 x 2048 (4.2 MP) decode in one pass.
+#: Tile edge in image pixels: images up to 2048 x 2048 (4.2 MP) code in one pass.
 DEFAULT_TILE_EDGE = 2048
 TILE_ENV = "IMGCOMP_DECODE_TILE"
+ENCODE_TILE_ENV = "IMGCOMP_ENCODE_TILE"
 
 
 def tile_edge(override: int | None = None) -> int:
-    """The tile edge in force (output pixels; 0: no tiling): ``override``, else
+    """The decode tile edge in force (output pixels; 0: no tiling): ``override``, else
     ``$IMGCOMP_DECODE_TILE``, else the default."""
     return int_setting(override, "decode_tile", TILE_ENV, DEFAULT_TILE_EDGE, minimum=0)
+
+
+def encode_tile_edge(override: int | None = None) -> int:
+    """The encode tile edge in force (input pixels; 0: no tiling): ``override``, else
+    ``$IMGCOMP_ENCODE_TILE``, else the default."""
+    return int_setting(override, "encode_tile", ENCODE_TILE_ENV, DEFAULT_TILE_EDGE, minimum=0)
 
 
 def tiles_exactly(model: nn.Module) -> bool:
@@ -98,6 +110,39 @@ def latent_tiles(height: int, width: int, tile: int, halo: int) -> list[LatentTi
     ]
 
 
+def _plan(lat_h: int, lat_w: int, scale: int, halo: int, edge: int) -> list[LatentTile]:
+    """The tiles of a ``lat_h`` x ``lat_w`` latent grid at ``edge`` image pixels a side; empty
+    when the whole-image pass applies (no halo, no edge, or one tile would cover the grid)."""
+    tile = edge // scale if edge else 0
+    if halo <= 0 or tile < 1 or (lat_h <= tile and lat_w <= tile):
+        return []
+    return latent_tiles(lat_h, lat_w, tile, halo)
+
+
+def _map_tiles(
+    run: Callable[[LatentTile], Tensor | np.ndarray],
+    tiles: Sequence[LatentTile],
+    device: torch.device,
+) -> Iterator[tuple[LatentTile, Tensor | np.ndarray]]:
+    """``(tile, run(tile))`` in order. On the CPU each tile runs on one thread, as many tiles at
+    once as torch has threads: a convolution on a small input may split its sums across threads
+    in another order than on the whole image (measured: 1e-7 apart in one transposed convolution
+    of 18-row tiles at 2 threads), while one thread sums each output in the same order at any
+    size. Autograd and inference modes carry over into the workers."""
+    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
+    on_cpu = device.type == "cpu"
+
+    def task(t: LatentTile) -> tuple[LatentTile, Tensor | np.ndarray]:
+        if on_cpu:
+            torch.set_num_threads(1)  # this worker's own thread team too
+        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+            return t, run(t)
+
+    workers = min(torch.get_num_threads(), len(tiles)) if on_cpu else 1
+    with single_cpu_thread(device), ThreadPoolExecutor(workers) as pool:
+        yield from pool.map(task, tiles)
+
+
 def synthesize(
     synthesis: Callable[[Tensor], Tensor],
     y_hat: Tensor,
@@ -111,43 +156,59 @@ def synthesize(
 ) -> np.ndarray:
     """The uint8 ``height`` x ``width`` image of ``synthesis(y_hat)`` (cropped), in tiles of
     ``edge`` output pixels when the image needs more than one (``halo`` > 0 and ``edge`` > 0);
-    ``to_image(x, h, w)`` converts a reconstruction to uint8, cropping to ``h`` x ``w``.
-
-    On the CPU each tile runs on one thread, as many tiles at once as torch has threads: a
-    convolution on a small input may split its sums across threads in another order than on
-    the whole image (measured: 1e-7 apart in one transposed convolution of 18-row tiles at 2
-    threads), while one thread sums each output in the same order at any size."""
-    lat_h, lat_w = y_hat.shape[-2:]
-    tile = edge // scale if edge else 0
-    if halo <= 0 or tile < 1 or (lat_h <= tile and lat_w <= tile):
-        return to_image(synthesis(y_hat), height, width)
+    ``to_image(x, h, w)`` converts a reconstruction to uint8, cropping to ``h`` x ``w``."""
     tiles = [
         t
-        for t in latent_tiles(lat_h, lat_w, tile, halo)
+        for t in _plan(*y_hat.shape[-2:], scale, halo, edge)
         if t.r0 * scale < height and t.c0 * scale < width  # not wholly in the padding
     ]
-    inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
-    on_cpu = y_hat.device.type == "cpu"
+    if not tiles:
+        return to_image(synthesis(y_hat), height, width)
 
-    def run(t: LatentTile) -> tuple[LatentTile, np.ndarray]:
-        if on_cpu:
-            torch.set_num_threads(1)  # this worker's own thread team too
-        with torch.inference_mode(inference), torch.set_grad_enabled(grad):
-            x = synthesis(y_hat[:, :, t.rr0 : t.rr1, t.cc0 : t.cc1])
-            rows, cols = (
-                min(t.r1 * scale, height) - t.r0 * scale,
-                min(t.c1 * scale, width) - t.c0 * scale,
-            )
-            dy, dx = (t.r0 - t.rr0) * scale, (t.c0 - t.cc0) * scale
-            return t, to_image(x[:, :, dy : dy + rows, dx : dx + cols], rows, cols)
+    def run(t: LatentTile) -> np.ndarray:
+        x = synthesis(y_hat[:, :, t.rr0 : t.rr1, t.cc0 : t.cc1])
+        rows = min(t.r1 * scale, height) - t.r0 * scale
+        cols = min(t.c1 * scale, width) - t.c0 * scale
+        dy, dx = (t.r0 - t.rr0) * scale, (t.c0 - t.cc0) * scale
+        return to_image(x[:, :, dy : dy + rows, dx : dx + cols], rows, cols)
 
-    workers = min(torch.get_num_threads(), len(tiles)) if on_cpu else 1
     out: np.ndarray | None = None
-    with single_cpu_thread(y_hat.device), ThreadPoolExecutor(workers) as pool:
-        for t, part in pool.map(run, tiles):
-            if out is None:
-                out = np.empty((height, width, part.shape[2]), dtype=np.uint8)
-            top, left = t.r0 * scale, t.c0 * scale
-            out[top : top + part.shape[0], left : left + part.shape[1]] = part
+    for t, part in _map_tiles(run, tiles, y_hat.device):
+        if out is None:
+            out = np.empty((height, width, part.shape[2]), dtype=np.uint8)
+        top, left = t.r0 * scale, t.c0 * scale
+        out[top : top + part.shape[0], left : left + part.shape[1]] = part
     assert out is not None  # the first tile always holds pixels
+    return out
+
+
+def analyze(
+    analysis: Callable[[Tensor], Tensor],
+    tile_input: Callable[[int, int, int, int], Tensor],
+    height: int,
+    width: int,
+    *,
+    scale: int,
+    halo: int,
+    edge: int,
+    device: torch.device,
+) -> Tensor | None:
+    """The latents ``analysis(x)`` of a ``height`` x ``width`` input (sides multiples of
+    ``scale``), computed in tiles of ``edge`` input pixels; ``tile_input(top, bottom, left,
+    right)`` gives that window of ``x``, so the whole float input never exists. None when one
+    pass applies (the caller runs the analysis on the whole image itself)."""
+    tiles = _plan(height // scale, width // scale, scale, halo, edge)
+    if not tiles:
+        return None
+
+    def run(t: LatentTile) -> Tensor:
+        y = analysis(tile_input(t.rr0 * scale, t.rr1 * scale, t.cc0 * scale, t.cc1 * scale))
+        return y[:, :, t.r0 - t.rr0 : t.r1 - t.rr0, t.c0 - t.cc0 : t.c1 - t.cc0]
+
+    out: Tensor | None = None
+    for t, part in _map_tiles(run, tiles, device):
+        if out is None:
+            out = part.new_empty((*part.shape[:2], height // scale, width // scale))
+        out[:, :, t.r0 : t.r1, t.c0 : t.c1] = part
+    assert out is not None
     return out

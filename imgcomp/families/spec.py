@@ -242,6 +242,9 @@ class FamilySpec:
     #: overlap give the whole-image synthesis bit for bit (:mod:`imgcomp.codecs.tiling`, tests
     #: in ``tests/test_tiled_decode.py``); 0: the synthesis always runs on the whole image
     synthesis_halo: int = 0
+    #: the same for the analysis: latent pixels of input each latent reads beyond its own
+    #: (:func:`imgcomp.codecs.tiling.analyze`); 0: the analysis always runs on the whole image
+    analysis_halo: int = 0
 
     def __post_init__(self) -> None:
         for role, component in self.components.items():
@@ -249,8 +252,10 @@ class FamilySpec:
                 raise ValueError(f"component {component.name!r} is listed under {role!r}")
         if not self.components:
             raise ValueError(f"family {self.name!r} declares no components")
-        if self.synthesis_halo < 0:
-            raise ValueError(f"synthesis halo must be non-negative, got {self.synthesis_halo}")
+        if self.synthesis_halo < 0 or self.analysis_halo < 0:
+            raise ValueError(
+                f"halos must be non-negative, got {self.synthesis_halo}, {self.analysis_halo}"
+            )
         for role in self.quant_units:
             if role not in self.components:
                 raise ValueError(f"quantization units of {role!r}, which is no component")

@@ -88,8 +88,10 @@ def train(config: TrainConfig) -> Path:
         if state is None and config.warm_start is not None:
             warm_start(model, config.warm_start)
         if config.compile:
+            present = dict(model.named_modules())
             for name in train_families()[config.family].compile_modules:
-                model.get_submodule(name).compile()  # in place: the state_dict keys stay
+                if name in present:  # e.g. no Discriminator in a HiFiC built without one
+                    present[name].compile()  # in place: the state_dict keys stay
         objective = config.make_objective()
         opts = objectives.make_optimizers(model, config.lr, config.aux_lr, fused=cuda or None)
         if state is not None:

@@ -188,4 +188,7 @@ BALLE = FamilySpec(
     # g_s: four 5x5 stride-2 transposed convolutions, each reading one input pixel either
     # side: 1 + 1/2 + 1/4 + 1/8 latent pixels, so 2 (1 is measurably not enough)
     synthesis_halo=2,
+    # g_a: four 5x5 stride-2 convolutions, each reading two input pixels either side:
+    # 2/16 + 2/8 + 2/4 + 2/2 = 1.875 latent pixels, so 2
+    analysis_halo=2,
 )
