@@ -664,7 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the family's transforms (Ballé, HiFiC; 1.2-1.4x faster on a 2-core CPU)",
+        help="torch.compile the family's transforms (Ballé, HiFiC; 1.2-1.4x faster on 2 CPU cores)",
     )
     p.add_argument("--checkpoint-every", type=int, default=1000, metavar="STEPS")
     p.add_argument("--log-every", type=int, default=100, metavar="STEPS")
