@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Continue training the shipped mean-scale models on a CPU, one run per core, from the weights
+# Continue training the shipped Ballé models on a CPU, one run per core, from the weights
 # in imgcomp/weights/ (warm start: fresh optimisers, a short warm-up, then a cosine fitted to the
 # step budget), and export each run to runs/<name>.imgw for measurement. A candidate that beats
 # the shipped file (scripts/rd_table.py --weights qK=runs/<name>.imgw) replaces it with cp.
 #
 #   DATA=<training images> bash scripts/continue_zoo_cpu.sh q3:0.0067:24000 q4:0.013:12000
+#   bash scripts/continue_zoo_cpu.sh q3:0.0067:16000:bmshj2018-factorized
 #
-# Each argument is QUALITY:LAMBDA:STEPS. Runs resume in runs/<name>/ when started again with the
+# Each argument is QUALITY:LAMBDA:STEPS[:ARCH] (ARCH: mbt2018-mean, the default, or
+# bmshj2018-factorized; the run is runs/<arch>-<quality>-cpu). Runs resume in runs/<name>/ when started again with the
 # same arguments (stop with Ctrl-C: a checkpoint is written). Environment (defaults):
 #   DATA=../shared/data/train RUNS=runs PATCH_SIZE=128 BATCH_SIZE=8 LR=1e-4 WARMUP=500
 #   JOBS=<number of cores>   (runs at once, one thread each)   FIT_QUANTILES=20000
@@ -27,13 +29,19 @@ IMGCOMP=${IMGCOMP:-imgcomp}
 mkdir -p "$RUNS"
 
 one() {
-    local quality lmbda steps name
-    IFS=: read -r quality lmbda steps <<<"$1"
-    name="mbt2018-mean-${quality}-cpu"
-    "$IMGCOMP" train --arch mbt2018-mean --N 64 --M 96 --lmbda "$lmbda" --steps "$steps" \
+    local quality lmbda steps arch name weights
+    IFS=: read -r quality lmbda steps arch <<<"$1"
+    arch=${arch:-mbt2018-mean}
+    case "$arch" in
+        mbt2018-mean) weights="mean-scale-hyperprior-${quality}" ;;
+        bmshj2018-factorized) weights="factorized-prior-${quality}" ;;
+        *) echo "no shipped weights of $arch" >&2; return 2 ;;
+    esac
+    name="${arch}-${quality}-cpu"
+    "$IMGCOMP" train --arch "$arch" --N 64 --M 96 --lmbda "$lmbda" --steps "$steps" \
         --batch-size "$BATCH_SIZE" --patch-size "$PATCH_SIZE" --lr "$LR" \
         --lr-schedule cosine --warmup-steps "$WARMUP" --amp --compile --num-threads 1 \
-        --warm-start "imgcomp/weights/mean-scale-hyperprior-${quality}.imgw" \
+        --warm-start "imgcomp/weights/${weights}.imgw" \
         --data "$DATA" --out "$RUNS/$name" --log-every 250 --quiet >>"$RUNS/$name.out" 2>&1
     "$IMGCOMP" export "$RUNS/$name" "$RUNS/$name.imgw" --half --fit-quantiles "$FIT_QUANTILES"
 }
