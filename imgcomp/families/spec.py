@@ -240,7 +240,7 @@ class FamilySpec:
     #: latent pixels of context each output pixel of the synthesis reads beyond its own latent
     #: (its receptive field, rounded up), declared only where tiles of the latent grid with this
     #: overlap give the whole-image synthesis bit for bit (:mod:`imgcomp.codecs.tiling`, tests
-    #: in ``tests/test_tiled_decode.py``); 0: the synthesis always runs on the whole image
+    #: in ``tests/test_tiling.py``); 0: the synthesis always runs on the whole image
     synthesis_halo: int = 0
     #: the same for the analysis: latent pixels of input each latent reads beyond its own
     #: (:func:`imgcomp.codecs.tiling.analyze`); 0: the analysis always runs on the whole image
