@@ -268,7 +268,12 @@ def test_cosine_schedule_with_warmup_fits_the_step_budget() -> None:
     assert cfg.lr_at(99) == pytest.approx(1e-4) and cfg.lr_at(100) == pytest.approx(1e-4)
     mid = 100 + (999 - 100) // 2
     assert cfg.lr_at(mid) == pytest.approx(1e-5 + 9e-5 * 0.5, rel=1e-2)  # half-way down
-    assert cfg.lr_at(999) == pytest.approx(1e-5)  # ends at lr x lr_drop_factor
+    assert cfg.lr_at(999) == pytest.approx(1e-5)  # ends at a tenth of lr
+    # for every family: HiFiC's and the RNN's recipes have no final drop (lr_drop_factor 1)
+    for family in ("hific", "rnn"):
+        other = TrainConfig(family=family, steps=1000, lr=1e-4, lr_schedule="cosine")
+        assert other.lr_drop_factor == 1.0
+        assert other.lr_at(999) == pytest.approx(1e-5) and other.lr_at(500) < 1e-4
     lrs = [cfg.lr_at(s) for s in range(100, 1000)]
     assert lrs == sorted(lrs, reverse=True)
     # a longer budget stretches the same curve

@@ -106,6 +106,10 @@ GLOBAL_DEFAULTS: dict[str, Any] = {
 
 #: Learning-rate schedules: ``step`` (milestones, then the final drop) and ``cosine``.
 LR_SCHEDULES = ("step", "cosine")
+#: Where the ``cosine`` schedule ends, as a fraction of ``lr``, for every family (the ``step``
+#: schedule's final drop, ``lr_drop_factor``, is a family's recipe: 1.0, none, for HiFiC and
+#: the RNN, which would have made their cosine flat)
+COSINE_FLOOR = 0.1
 
 #: The top-level fields of the layout before ``family`` / ``model`` / ``objective``.
 _FLAT_FIELDS = {"arch": "model", "N": "model", "M": "model", "lmbda": "objective_args"}
@@ -142,9 +146,10 @@ class TrainConfig:
     :data:`GLOBAL_DEFAULTS`; ``objective`` defaults to the family's. The learning rate is
     multiplied by ``lr_gamma`` at each of ``lr_milestones`` (fractions of ``steps``) and by
     ``lr_drop_factor`` for the last ``lr_drop_fraction`` of ``steps`` (``lr_schedule`` ``step``),
-    or follows a cosine from ``lr`` down to ``lr * lr_drop_factor`` at the last step (``cosine``,
-    which fits any step budget); either starts with ``warmup_steps`` of linear warm-up (fresh
-    optimiser moments on warm-started weights). ``clip_max_norm`` 0 turns gradient clipping off.
+    or follows a cosine from ``lr`` down to ``lr *`` :data:`COSINE_FLOOR` at the last step
+    (``cosine``, which fits any step budget); either starts with ``warmup_steps`` of linear
+    warm-up (fresh optimiser moments on warm-started weights). ``clip_max_norm`` 0 turns gradient
+    clipping off.
     ``max_seconds`` is a wall-clock budget for one ``train()`` call (checkpoint, then stop);
     ``stop_at`` stops at that step the same way (a run resumed later computes what one
     uninterrupted run would: how a recipe records where a run was stopped and continued).
@@ -291,7 +296,7 @@ class TrainConfig:
         if self.lr_schedule == "cosine":
             span = max(self.steps - 1 - self.warmup_steps, 1)
             t = min(max(step - self.warmup_steps, 0) / span, 1.0)
-            floor = self.lr * self.lr_drop_factor
+            floor = self.lr * COSINE_FLOOR
             return warm * (floor + (self.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * t)))
         lr = self.lr
         for m in self.lr_milestones:
