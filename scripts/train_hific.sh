@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# HiFiC on a 2-core CPU, as a chain of runs: stages 1-6 make the shipped model
+# HiFiC on a 2-core CPU, as a chain of runs: stages 1-7 make the shipped model
 # (imgcomp/weights/hific.imgw = runs/hific-candidate.imgw; stages 1-5 alone made the previous
 # weights, runs/hific-w02f.imgw). Stages 2-5 warm-start from the previous stage's last checkpoint
 # (discriminator included, fresh optimisers); stage 6 from stage 5's export, as it was shipped (a
-# fresh discriminator). Each stage resumes its own run directory when started again, so the
-# script can be stopped at any point and rerun. Stages: see the model card
+# fresh discriminator), and stage 7 from stage 6. Each stage resumes its own run directory when
+# started again, so the script can be stopped at any point and rerun. Stages: see the model card
 # (imgcomp/weights/README.md).
 #
 #   DATA=<training images> bash scripts/train_hific.sh      # default DATA=../shared/data/train
@@ -62,10 +62,14 @@ stage hific-w02e 2 hific-w02d target_rate=0.44 k_P=4.0 gan_start=0.0 -- \
 stage hific-w02f 2 hific-w02e target_rate=0.42 k_P=4.0 gan_start=0.0 -- \
     --steps 600 --lr 4e-5 --lr-milestones 0.5 --lr-gamma 0.4
 [ -f "$RUNS/hific-w02f.imgw" ] || "$IMGCOMP" export "$RUNS/hific-w02f" "$RUNS/hific-w02f.imgw" --half
-# 6: from that export (float16 weights, no discriminator): 7000 more steps, compiled, one
-#    thread; a cosine from 1e-4 after 200 warm-up steps, the GAN (a fresh discriminator) for the
-#    last 15%
+# 6: from that export (float16 weights, no discriminator), compiled, one thread: planned as
+#    7000 steps with the GAN for the last 15%, run at a constant lr of 1e-4 after 200 warm-up
+#    steps (a cosine that ended at lr x 1.0, fixed since) and stopped at 4611, before the GAN
 stage hific-w02g 1 hific-w02f.imgw target_rate=0.42 k_P=4.0 gan_start=0.85 -- \
-    --steps 7000 --lr 1e-4 --lr-schedule cosine --warmup-steps 200 --compile
+    --steps 7000 --stop-at 4611 --lr 1e-4 --lr-gamma 1.0 --warmup-steps 200 --compile
+# 7: 1050 more warm-up steps, then the GAN for 1050 (the discriminator stage 6 built, still
+#    untrained), lr 1e-4 / 4e-5 / 1.6e-5
+stage hific-w02i 1 hific-w02g target_rate=0.42 k_P=4.0 gan_start=0.5 -- \
+    --steps 2100 --lr 1e-4 --lr-milestones 0.25,0.6 --lr-gamma 0.4 --warmup-steps 100 --compile
 
-"$IMGCOMP" export "$RUNS/hific-w02g" "$RUNS/hific-candidate.imgw" --half
+"$IMGCOMP" export "$RUNS/hific-w02i" "$RUNS/hific-candidate.imgw" --half
