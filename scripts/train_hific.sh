@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# HiFiC on a 2-core CPU, as a chain of runs: stages 1-7 make the shipped model
-# (imgcomp/weights/hific.imgw = runs/hific-candidate.imgw; stages 1-5 alone made the previous
-# weights, runs/hific-w02f.imgw). Stages 2-5 warm-start from the previous stage's last checkpoint
+# HiFiC on a 2-core CPU, as a chain of runs: stages 1-5 make the shipped model
+# (imgcomp/weights/hific.imgw = runs/hific-w02f.imgw), stages 6-7 the candidate
+# (training/candidates/hific-w02i.imgw = runs/hific-candidate.imgw). Stages 2-5 warm-start from the previous stage's last checkpoint
 # (discriminator included, fresh optimisers); stage 6 from stage 5's export, as it was shipped (a
 # fresh discriminator), and stage 7 from stage 6. Each stage resumes its own run directory when
 # started again, so the script can be stopped at any point and rerun. Stages: see the model card
