@@ -7,9 +7,10 @@
 #   DATA=<training images> bash scripts/continue_zoo_cpu.sh q3:0.0067:24000 q4:0.013:12000
 #   bash scripts/continue_zoo_cpu.sh q3:0.0067:16000:bmshj2018-factorized
 #
-# Each argument is QUALITY:LAMBDA:STEPS[:ARCH] (ARCH: mbt2018-mean, the default, or
-# bmshj2018-factorized; the run is runs/<arch>-<quality>-cpu). Runs resume in runs/<name>/ when started again with the
-# same arguments (stop with Ctrl-C: a checkpoint is written). Environment (defaults):
+# Each argument is QUALITY:LAMBDA:STEPS[:ARCH] (ARCH: mbt2018-mean, the default, or another
+# shipped architecture, e.g. bmshj2018-factorized; the run is runs/<arch>-<quality>-cpu). Runs
+# resume in runs/<name>/ when started again with the same arguments (stop with Ctrl-C: a
+# checkpoint is written). Environment (defaults):
 #   DATA=../shared/data/train RUNS=runs PATCH_SIZE=128 BATCH_SIZE=8 LR=1e-4 WARMUP=500
 #   JOBS=<number of cores>   (runs at once, one thread each)   FIT_QUANTILES=20000
 # Measured on a 2-core AMD EPYC (AVX512-BF16, no AMX): 128x128 crops, batch 8, bf16 autocast,
@@ -26,22 +27,29 @@ WARMUP=${WARMUP:-500}
 JOBS=${JOBS:-$(nproc)}
 FIT_QUANTILES=${FIT_QUANTILES:-20000}
 IMGCOMP=${IMGCOMP:-imgcomp}
+PYTHON=${PYTHON:-python}
 mkdir -p "$RUNS"
 
 one() {
     local quality lmbda steps arch name weights
     IFS=: read -r quality lmbda steps arch <<<"$1"
     arch=${arch:-mbt2018-mean}
-    case "$arch" in
-        mbt2018-mean) weights="mean-scale-hyperprior-${quality}" ;;
-        bmshj2018-factorized) weights="factorized-prior-${quality}" ;;
-        *) echo "no shipped weights of $arch" >&2; return 2 ;;
-    esac
+    # the registry's own file for the architecture's shipped weights (imgcomp.zoo.LEARNED)
+    weights=$("$PYTHON" - "$arch" "${quality#q}" <<'EOF'
+import sys
+from imgcomp.families.weights import shipped_weights_path
+from imgcomp.zoo import LEARNED
+names = [name for name, arch in LEARNED.items() if arch == sys.argv[1]]
+if not names:
+    sys.exit(f"no shipped weights of {sys.argv[1]}: use one of {sorted(LEARNED.values())}")
+print(shipped_weights_path(names[0], int(sys.argv[2])))
+EOF
+    ) || return 2
     name="${arch}-${quality}-cpu"
     "$IMGCOMP" train --arch "$arch" --N 64 --M 96 --lmbda "$lmbda" --steps "$steps" \
         --batch-size "$BATCH_SIZE" --patch-size "$PATCH_SIZE" --lr "$LR" \
         --lr-schedule cosine --warmup-steps "$WARMUP" --amp --compile --num-threads 1 \
-        --warm-start "imgcomp/weights/${weights}.imgw" \
+        --warm-start "$weights" \
         --data "$DATA" --out "$RUNS/$name" --log-every 250 --quiet >>"$RUNS/$name.out" 2>&1
     "$IMGCOMP" export "$RUNS/$name" "$RUNS/$name.imgw" --half --fit-quantiles "$FIT_QUANTILES"
 }
