@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from skimage import data as skdata
 
 import imgcomp
@@ -143,11 +144,15 @@ def test_tile_edge_default_environment_and_override(edge, env, attr, monkeypatch
 
 
 @pytest.mark.parametrize("mode", ["replicate", "reflect", "constant"])
-def test_padded_uint8_image_converts_to_the_padded_model_input(mode) -> None:
+def test_model_input_pads_as_torch_pads_the_float_image(mode) -> None:
+    # the uint8 padding gives the values torch's own padding of the float tensor gives (what
+    # every stream was written with before the padding moved to uint8)
     img = np.random.default_rng(0).integers(0, 256, (37, 29, 3), dtype=np.uint8)
     padded = pad_image(img, 16, mode)
     assert padded.shape == (48, 32, 3) and padded.dtype == np.uint8
-    assert torch.equal(model_input(padded, 1), model_input(img, 16, mode=mode))
+    reference = F.pad(model_input(img, 1), (0, 3, 0, 11), mode=mode)
+    assert torch.equal(model_input(img, 16, mode=mode), reference)
+    assert torch.equal(model_input(padded, 1), reference)
     fits = img[:32, :16]
     assert pad_image(fits, 16, mode) is fits  # nothing to pad: no copy
     with pytest.raises(ImgcompError, match="padding mode"):

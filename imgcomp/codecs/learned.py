@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from imgcomp.bitstream import ParamValue, StreamHeader
@@ -211,8 +210,9 @@ _NUMPY_PAD = {"replicate": "edge", "reflect": "reflect", "constant": "constant"}
 
 
 def pad_image(img: np.ndarray, factor: int, mode: str = "replicate") -> np.ndarray:
-    """A uint8 HxWxC image padded bottom / right to multiples of ``factor`` as
-    :func:`model_input` pads its float tensor (the same values; ``img`` itself if no padding)."""
+    """A uint8 HxWxC image padded bottom / right to multiples of ``factor`` (``mode``: edge
+    replication by default; ``img`` itself if no padding): the one padding rule of the model's
+    input, whole (:func:`model_input`) or cut into encode tiles."""
     h, w = img.shape[:2]
     pad_h, pad_w = -h % factor, -w % factor
     if not (pad_h or pad_w):
@@ -226,14 +226,10 @@ def model_input(
     img: np.ndarray, factor: int, device: str | torch.device = "cpu", mode: str = "replicate"
 ) -> torch.Tensor:
     """[1, 3, H', W'] float32 in [0, 1] of a uint8 HxWx3 image that ``validate_rgb8`` passed,
-    padded (bottom / right, ``mode``: edge replication by default) to multiples of ``factor``:
-    what encoding and calibration feed the model."""
+    padded by :func:`pad_image` (padding the uint8 image moves a quarter of the bytes that
+    padding the float tensor would): what encoding and calibration feed the model."""
+    img = pad_image(img, factor, mode)
     # torch wraps a read-only array (np.asarray of a PIL image) only with a UserWarning; the
     # conversion to float copies anyway, so such an array is converted in numpy instead
     src = img if img.flags.writeable else img.astype(np.float32)
-    x = torch.from_numpy(src).permute(2, 0, 1)[None].to(device, torch.float32) / 255.0
-    h, w = img.shape[:2]
-    pad_h, pad_w = -h % factor, -w % factor
-    if pad_h or pad_w:
-        x = F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-    return x
+    return torch.from_numpy(src).permute(2, 0, 1)[None].to(device, torch.float32) / 255.0

@@ -11,8 +11,9 @@ side. Quantization (bf16, wK) replaces the encoder, the generator and the three 
 int8 (FX static, calibrated) replaces the same units: the transposed convolutions as exact
 sub-pixel convolutions (fbgemm's fast int8 kernels), ChannelNorm's statistics in float32 between
 a dequantize and a quantize (``int8_float_modules``; FX alone quantized its variance to 8
-bits), and the generator's last upsampling convolution on float activations
-(``int8_float_layers``: the GAN texture at full resolution). Training (``imgcomp train
+bits), and three layers on float activations (``int8_float_layers``: the encoder's last
+convolution, which writes the latent, and the generator's two last upsampling convolutions,
+which draw the GAN texture at half and full resolution). Training (``imgcomp train
 --family hific``): the ``hific-gan`` objective
 (:mod:`imgcomp.families.hific.objective`: rate-distortion warm-up, then the conditional GAN) on
 the original's recipe (256x256 crops in batches of 8, Adam at 1e-4, x0.1 halfway); export drops
@@ -192,10 +193,19 @@ def _hific_codec() -> type:
     return HiFiCCodec
 
 
-#: The generator's last upsampling convolution runs on float32 activations under int8: at full
-#: resolution it synthesizes the fine texture that 8-bit activations flatten (most of int8's
-#: SSIM drop on the GAN-trained weights), and its few channels make int8 buy little time there.
-_HIFIC_INT8_FLOAT_LAYERS = {"upconv_block4.0": "synthesizes the texture at full resolution"}
+#: Layers int8 runs on float32 activations (their weights still int8), as Ballé keeps the layers
+#: that read or write a latent: the encoder's last convolution writes y, whose rounding 8-bit
+#: activations shift; the generator's full- and half-resolution upsampling convolutions
+#: synthesize the fine texture 8-bit activations flatten (most of int8's SSIM drop on the
+#: GAN-trained weights), and their few channels make int8 buy little time there. Chosen by a
+#: per-layer probe (the weights card): the other layers gained nothing kept float.
+_HIFIC_INT8_FLOAT_LAYERS = {
+    "Encoder": {"conv_block_out.1": "writes the latent y"},
+    "Generator": {
+        "upconv_block3.0": "synthesizes the texture at half resolution",
+        "upconv_block4.0": "synthesizes the texture at full resolution",
+    },
+}
 
 #: The HiFiC family (registered by :mod:`imgcomp.families.hific`).
 HIFIC = FamilySpec(
@@ -215,7 +225,7 @@ HIFIC = FamilySpec(
     quant_units={"encoder": ("Encoder",), "generator": ("Generator",), "probability": _PROBABILITY},
     int8_units=("Encoder", "Generator", *_PROBABILITY),
     int8_float_modules=(ChannelNorm2D,),
-    int8_float_layers={"Generator": _HIFIC_INT8_FLOAT_LAYERS},
+    int8_float_layers=_HIFIC_INT8_FLOAT_LAYERS,
     training=HIFIC_TRAINING,
     objectives={HiFiCGAN.name: HiFiCGAN},
     coding_pass=hific_coding_pass,
