@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # HiFiC on a 2-core CPU, as a chain of runs: stages 1-5 make the shipped model
-# (imgcomp/weights/hific.imgw = runs/hific-w02f.imgw), stages 6-7 the candidate
-# (training/candidates/hific-w02i.imgw = runs/hific-candidate.imgw). Stages 2-5 warm-start from the previous stage's last checkpoint
-# (discriminator included, fresh optimisers); stage 6 from stage 5's export, as it was shipped (a
-# fresh discriminator), and stage 7 from stage 6. Each stage resumes its own run directory when
+# (imgcomp/weights/hific.imgw = runs/hific-w02f.imgw), stages 6-8 the candidate
+# (training/candidates/hific-w02j.imgw = runs/hific-candidate.imgw). Stages 2-5 warm-start from
+# the previous stage's last checkpoint (discriminator included, fresh optimisers); stage 6 from
+# stage 5's export, as it was shipped (a fresh discriminator), stage 7 from stage 6, and stage 8
+# from stage 7's export (a fresh discriminator). Each stage resumes its own run directory when
 # started again, so the script can be stopped at any point and rerun. Stages: see the model card
 # (imgcomp/weights/README.md).
 #
@@ -61,7 +62,8 @@ stage hific-w02e 2 hific-w02d target_rate=0.44 k_P=4.0 gan_start=0.0 -- \
     --steps 600 --lr 4e-5 --lr-milestones 0.5 --lr-gamma 0.4
 stage hific-w02f 2 hific-w02e target_rate=0.42 k_P=4.0 gan_start=0.0 -- \
     --steps 600 --lr 4e-5 --lr-milestones 0.5 --lr-gamma 0.4
-[ -f "$RUNS/hific-w02f.imgw" ] || "$IMGCOMP" export "$RUNS/hific-w02f" "$RUNS/hific-w02f.imgw" --half
+export_once() { [ -f "$RUNS/$1.imgw" ] || "$IMGCOMP" export "$RUNS/$1" "$RUNS/$1.imgw" --half; }
+export_once hific-w02f
 # 6: from that export (float16 weights, no discriminator), compiled, one thread: planned as
 #    7000 steps with the GAN for the last 15%, run at a constant lr of 1e-4 after 200 warm-up
 #    steps (a cosine that ended at lr x 1.0, fixed since) and stopped at 4611, before the GAN
@@ -71,5 +73,9 @@ stage hific-w02g 1 hific-w02f.imgw target_rate=0.42 k_P=4.0 gan_start=0.85 -- \
 #    untrained), lr 1e-4 / 4e-5 / 1.6e-5
 stage hific-w02i 1 hific-w02g target_rate=0.42 k_P=4.0 gan_start=0.5 -- \
     --steps 2100 --lr 1e-4 --lr-milestones 0.25,0.6 --lr-gamma 0.4 --warmup-steps 100 --compile
-
-"$IMGCOMP" export "$RUNS/hific-w02i" "$RUNS/hific-candidate.imgw" --half
+export_once hific-w02i
+# 8: from stage 7's export (a fresh discriminator), compiled, one thread: 3000 warm-up steps,
+#    then the GAN for 3000, rate target 0.43, a cosine from 1e-4 after 100 warm-up steps
+stage hific-w02j 1 hific-w02i.imgw target_rate=0.43 k_P=4.0 gan_start=0.5 -- \
+    --steps 6000 --lr 1e-4 --lr-schedule cosine --warmup-steps 100 --compile
+"$IMGCOMP" export "$RUNS/hific-w02j" "$RUNS/hific-candidate.imgw" --half
