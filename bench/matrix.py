@@ -102,10 +102,12 @@ OTHER_QUICK = {
 }
 
 
-#: Cases whose pruning fine-tunes (structured + 300 recovery steps) drift between CPUs: the
-#: RNN's recovered case on kodim01-03 lost 0.0072 SSIM and gained 2.2% bpp on an Intel AMX
-#: host against the AMD host that wrote its baseline, the same code on both. The RNN's and
-#: HiFiC's recovered cases gate at this; the Ballé ones kept the default on both hosts.
+#: Cases whose pruning fine-tunes (structured + 300 recovery steps) drift between CPUs: 300
+#: steps amplify the float sums' order, which differs with the kernels a CPU gets. The RNN's
+#: recovered case on kodim01-03 lost 0.0072 SSIM and gained 2.2% bpp on an Intel AMX host
+#: against the AMD host that wrote its baseline, the same code on both; the mean-scale q3's
+#: structured + int8 case, written on the Intel host, lost 0.0031 SSIM on kodim01-02 on the AMD
+#: one (2026-12-04). Every family's recovered cases gate at this.
 RECOVERED_TOLERANCE = Tolerance(ssim_abs=0.01, bpp_rel=0.03)
 
 #: Pruned codecs by (base case, pruning tag, device, training data), shared by the cases that
@@ -134,11 +136,7 @@ def op_case(base: Case, prune: OpSpec | None, quant: OpSpec | None) -> Case:
         id=f"{base.id}/prune={ptag}/quant={qtag}",
         family=base.id,
         factory=factory,
-        tolerance=(
-            RECOVERED_TOLERANCE
-            if prune and "structured" in prune.tag and case_family(base.id) != "balle"
-            else base.tolerance
-        ),
+        tolerance=RECOVERED_TOLERANCE if prune and "structured" in prune.tag else base.tolerance,
         quick=(
             f"{ptag}/quant={qtag}" in QUICK
             if base.id == DEFAULT_BASE
