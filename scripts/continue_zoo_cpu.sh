@@ -34,15 +34,16 @@ one() {
     local quality lmbda steps arch name weights
     IFS=: read -r quality lmbda steps arch <<<"$1"
     arch=${arch:-mbt2018-mean}
-    # the registry's own file for the architecture's shipped weights (imgcomp.zoo.LEARNED)
+    # the registry's own file for the architecture's shipped weights (its alias resolved)
     weights=$("$PYTHON" - "$arch" "${quality#q}" <<'EOF'
 import sys
+from imgcomp.errors import ImgcompError
 from imgcomp.families.weights import shipped_weights_path
-from imgcomp.zoo import LEARNED
-names = [name for name, arch in LEARNED.items() if arch == sys.argv[1]]
-if not names:
-    sys.exit(f"no shipped weights of {sys.argv[1]}: use one of {sorted(LEARNED.values())}")
-print(shipped_weights_path(names[0], int(sys.argv[2])))
+from imgcomp.registry import canonical_name
+try:
+    print(shipped_weights_path(canonical_name(sys.argv[1]), int(sys.argv[2])))
+except ImgcompError as exc:
+    sys.exit(str(exc))
 EOF
     ) || return 2
     name="${arch}-${quality}-cpu"

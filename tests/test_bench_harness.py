@@ -368,10 +368,8 @@ def test_rate_gate_allows_more_below_for_low_bit_weights() -> None:
 def test_recovered_cases_gate_at_the_cross_host_tolerance() -> None:
     # structured pruning's recovery fine-tuning drifts between CPUs, for every family: the case
     # and its committed baselines (which carry their own tolerance) both say so
-    import json
-
     from bench.matrix import RECOVERED_TOLERANCE
-    from imgcomp.baselines import Tolerance
+    from imgcomp.baselines import BaselineStore, Tolerance
 
     recovered = [c for c in all_cases("full") if ":structured/" in c.id]
     families = {c.id.split("/")[0].rsplit("-q", 1)[0] for c in recovered}
@@ -380,7 +378,11 @@ def test_recovered_cases_gate_at_the_cross_host_tolerance() -> None:
     others = [c for c in all_cases("full") if ":structured/" not in c.id]
     assert all(c.tolerance == Tolerance() for c in others if "/prune=" in c.id)
     root = Path(__file__).resolve().parent.parent / "fixtures" / "baselines"
-    files = sorted(root.glob("*/*_structured__*.json"))
-    assert len(files) == 2 * len(recovered)  # every case on Kodak and on the sample photos
-    for path in files:
-        assert json.loads(path.read_text())["tolerance"] == vars(RECOVERED_TOLERANCE), path
+    # every case on Kodak and on the sample photos, and no other structured baseline
+    assert len(list(root.glob("*/*_structured__*.json"))) == 2 * len(recovered)
+    for dataset in ("kodak", "sample"):
+        store = BaselineStore(root, dataset)
+        for case in recovered:
+            base = store.load(case.id)
+            assert base is not None, (dataset, case.id)
+            assert Tolerance(**base["tolerance"]) == RECOVERED_TOLERANCE, (dataset, case.id)
