@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# HiFiC on a 2-core CPU, as a chain of runs: stages 1-5 make the shipped model
-# (imgcomp/weights/hific.imgw = runs/hific-w02f.imgw), stages 6-8 the candidate
-# (training/candidates/hific-w02j.imgw = runs/hific-candidate.imgw). Stages 2-5 warm-start from
+# HiFiC on a 2-core CPU, as a chain of runs: stages 1-8 make the shipped model
+# (imgcomp/weights/hific.imgw = runs/hific-w02j.imgw, shipped since 2026-12-04; stage 5's
+# export, runs/hific-w02f.imgw, was shipped before). Stages 2-5 warm-start from
 # the previous stage's last checkpoint (discriminator included, fresh optimisers); stage 6 from
 # stage 5's export, as it was shipped (a fresh discriminator), stage 7 from stage 6, and stage 8
 # from stage 7's export (a fresh discriminator). Each stage resumes its own run directory when
@@ -78,4 +78,4 @@ export_once hific-w02i
 #    then the GAN for 3000, rate target 0.43, a cosine from 1e-4 after 100 warm-up steps
 stage hific-w02j 1 hific-w02i.imgw target_rate=0.43 k_P=4.0 gan_start=0.5 -- \
     --steps 6000 --lr 1e-4 --lr-schedule cosine --warmup-steps 100 --compile
-"$IMGCOMP" export "$RUNS/hific-w02j" "$RUNS/hific-candidate.imgw" --half
+export_once hific-w02j
