@@ -33,6 +33,7 @@ from __future__ import annotations
 import pytest
 
 from bench.case import hific_cases
+from bench.expected_miss import expect_miss
 from bench.side_by_side import decode_side_by_side, family_variants
 from bench.test_speedups import FULL_GATE_IMAGES, PARTIAL_RUN_SLACK
 from imgcomp.evaluate import summarize
@@ -112,12 +113,12 @@ def test_hific_ssim_drop(op: str, case_results, pytestconfig) -> None:
     results = case_results(VARIANTS[op])
     ssim = summarize(results)["ssim"]
     target = SSIM_DROP_TARGETS[op] + (0.0 if len(results) >= KODAK_IMAGES else PARTIAL_SSIM_SLACK)
-    if op in EXPECTED_SSIM_MISSES:
-        if base - ssim > target:
-            pytest.xfail(f"{op}: drop {base - ssim:.4f} > {target}: {EXPECTED_SSIM_MISSES[op]}")
-        pytest.fail(
-            f"{op} now meets its target (drop {base - ssim:.4f}): drop it from EXPECTED_SSIM_MISSES"
-        )
+    expect_miss(
+        base - ssim <= target,
+        EXPECTED_SSIM_MISSES.get(op),
+        f"{op}: drop {base - ssim:.4f} against {target}",
+        "EXPECTED_SSIM_MISSES",
+    )
     assert base - ssim <= target, (
         f"{op}: mean SSIM {ssim:.4f} vs float32 {base:.4f}, drop {base - ssim:.4f} > {target}"
     )

@@ -22,6 +22,7 @@ import os
 import pytest
 
 from bench.case import TORCH, Case
+from bench.expected_miss import expect_miss
 from bench.matrix import QUANTIZATIONS, STRUCTURED, default_base, op_case
 from imgcomp.evaluate import summarize
 from imgcomp.timing import time_side_by_side
@@ -114,12 +115,12 @@ def test_onnxruntime_int8_decode(side_by_side, record_property, pytestconfig) ->
         f"({r['ort_ratio']:.2f}x of onnxruntime float32)"
         for n, r in table.items()
     )
-    if INT8_EXPECTED_MISS is not None:
-        if ratio > gate:
-            pytest.xfail(
-                f"onnxruntime int8 decode {ratio:.2f}x > {gate:.2f}x: {INT8_EXPECTED_MISS}"
-            )
-        pytest.fail(f"onnxruntime int8 now meets its target ({ratio:.2f}x): drop the expected miss")
+    expect_miss(
+        ratio <= gate,
+        INT8_EXPECTED_MISS,
+        f"onnxruntime int8 decode {ratio:.2f}x against {gate:.2f}x",
+        "INT8_EXPECTED_MISS",
+    )
     assert ratio <= gate, (
         f"onnxruntime int8 decode {ratio:.2f}x of its float32 > {gate:.2f}x\n{rows}"
     )

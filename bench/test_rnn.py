@@ -35,6 +35,7 @@ import numpy as np
 import pytest
 
 from bench.case import rnn_cases
+from bench.expected_miss import expect_miss
 from bench.side_by_side import decode_side_by_side, family_variants
 from bench.test_speedups import FULL_GATE_IMAGES, PARTIAL_RUN_SLACK
 from imgcomp.bitstream import unpack
@@ -83,10 +84,12 @@ def test_rnn_decode_speedup(op: str, rnn_side_by_side, record_property, pytestco
             f"{op} decode {ratio:.2f}x of float32: {decision.reason}; the "
             f"{DECODE_TARGETS[op]:.2f}x target needs {CAPABILITY_NEEDED[op]}"
         )
-    if op in EXPECTED_MISSES:
-        if ratio > target:
-            pytest.xfail(f"{op} decode {ratio:.2f}x of float32: {EXPECTED_MISSES[op]}")
-        pytest.fail(f"{op} now meets its target ({ratio:.2f}x): drop it from EXPECTED_MISSES")
+    expect_miss(
+        ratio <= target,
+        EXPECTED_MISSES.get(op),
+        f"{op} decode {ratio:.2f}x of float32 against {target:.2f}x",
+        "EXPECTED_MISSES",
+    )
     assert ratio <= target, f"{op} decode {ratio:.2f}x of float32 > {target:.2f}x"
 
 

@@ -386,3 +386,14 @@ def test_recovered_cases_gate_at_the_cross_host_tolerance() -> None:
             base = store.load(case.id)
             assert base is not None, (dataset, case.id)
             assert Tolerance(**base["tolerance"]) == RECOVERED_TOLERANCE, (dataset, case.id)
+
+
+def test_expected_miss_xfails_while_missed_and_fails_once_met() -> None:
+    from bench.expected_miss import expect_miss
+
+    expect_miss(False, None, "no entry", "EXPECTED_MISSES")  # no entry: the caller's assert rules
+    with pytest.raises(pytest.xfail.Exception, match=r"int8 decode 0\.68x: kernels"):
+        expect_miss(False, "kernels", "int8 decode 0.68x", "EXPECTED_MISSES")
+    with pytest.raises(pytest.fail.Exception, match="drop it from EXPECTED_MISSES"):
+        expect_miss(True, "kernels", "int8 decode 0.55x", "EXPECTED_MISSES")
+    expect_miss(True, "near the target on some hosts", "0.59x", "EXPECTED_MISSES", strict=False)
